@@ -1,0 +1,18 @@
+"""Python host client for diffusion-sidecar: spawn it, load models, generate images."""
+
+from sidecar.protocol import DiffusionProgress, DiffusionStats, LoadModelProgress
+
+from .client import DiffusionCall, Sidecar, SidecarError, SidecarExited, default_command
+from .sync import SyncSidecar
+
+__all__ = [
+    "DiffusionCall",
+    "DiffusionProgress",
+    "DiffusionStats",
+    "LoadModelProgress",
+    "Sidecar",
+    "SidecarError",
+    "SidecarExited",
+    "SyncSidecar",
+    "default_command",
+]

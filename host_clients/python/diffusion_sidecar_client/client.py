@@ -1,0 +1,259 @@
+"""An asyncio client that spawns the sidecar and mirrors the QVAC `diffusion()` API in Python."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import IO, Any
+
+import msgspec
+
+from sidecar.protocol import (
+    DiffusionProgress,
+    DiffusionResult,
+    DiffusionStats,
+    InitializeResult,
+    LoadModelProgress,
+    LoadModelResult,
+)
+
+# Image responses are large single lines; the default 64 KiB line limit of asyncio would refuse them.
+LINE_LIMIT = 1 << 30
+
+
+class SidecarError(Exception):
+    """An error response: the JSON-RPC `code`, the stable `data.code` string, and all of `data`."""
+
+    def __init__(self, code: int, message: str, data: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = dict(data or {})
+        self.data_code: str | None = self.data.get("code")
+
+
+class SidecarExited(SidecarError):
+    """The sidecar process ended while a call was waiting for it."""
+
+    def __init__(self, returncode: int | None) -> None:
+        super().__init__(-32099, f"The sidecar exited (status {returncode}) before answering", {"code": "SIDECAR_EXITED"})
+
+
+def default_command() -> list[str]:
+    """The installed `diffusion-sidecar` command, else this interpreter's `python -m sidecar`."""
+    installed = shutil.which("diffusion-sidecar")
+    return [installed] if installed else [sys.executable, "-m", "sidecar"]
+
+
+class _Call:
+    """One request in flight: its answer, and the notifications that name it."""
+
+    def __init__(self, on_notification: Callable[[str, msgspec.Raw], None] | None) -> None:
+        self.answer: asyncio.Future[msgspec.Raw] = asyncio.get_running_loop().create_future()
+        self.on_notification = on_notification
+
+
+class _Envelope(msgspec.Struct):
+    id: int | str | None = None
+    method: str | None = None
+    params: msgspec.Raw | None = None
+    result: msgspec.Raw | None = None
+    error: dict[str, Any] | None = None
+
+
+class _RequestIdOnly(msgspec.Struct):
+    requestId: int | str | None = None
+
+
+class DiffusionCall:
+    """What `diffusion()` returns at once, as the seed API does: a stream of ticks, then results."""
+
+    def __init__(self, answer: asyncio.Future[DiffusionResult], ticks: asyncio.Queue[DiffusionProgress | None]) -> None:
+        self._answer = answer
+        self._ticks = ticks
+        loop = asyncio.get_running_loop()
+        self.outputs: asyncio.Future[list[bytes]] = loop.create_future()
+        self.stats: asyncio.Future[DiffusionStats] = loop.create_future()
+        self.seeds: asyncio.Future[list[int]] = loop.create_future()
+        answer.add_done_callback(self._settle)
+
+    def _settle(self, answer: asyncio.Future[DiffusionResult]) -> None:
+        futures = (self.outputs, self.stats, self.seeds)
+        if answer.cancelled() or answer.exception() is not None:
+            error = SidecarError(-32800, "cancelled") if answer.cancelled() else answer.exception()
+            for future in futures:
+                future.set_exception(error)  # type: ignore[arg-type]
+                # A caller may await only one of the three; the others must not warn as unhandled.
+                future.add_done_callback(lambda f: f.exception())
+        else:
+            result = answer.result()
+            self.outputs.set_result([base64.b64decode(image) for image in result.outputs])
+            self.stats.set_result(result.stats)
+            self.seeds.set_result(result.seeds)
+        self._ticks.put_nowait(None)
+
+    @property
+    def progress_stream(self) -> AsyncIterator[DiffusionProgress]:
+        return self._progress()
+
+    async def _progress(self) -> AsyncIterator[DiffusionProgress]:
+        while (tick := await self._ticks.get()) is not None:
+            yield tick
+        self._ticks.put_nowait(None)  # a second iteration ends at once too
+
+
+class Sidecar:
+    """A running sidecar process. Start with `await Sidecar.start()`; end with `await close()`."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        self._ids = itertools.count(1)
+        self._calls: dict[int, _Call] = {}
+        self._write_lock = asyncio.Lock()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def start(
+        cls,
+        command: Sequence[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        stderr: IO[Any] | int | None = None,
+    ) -> Sidecar:
+        """Spawn the sidecar (`default_command()` unless told otherwise); its stderr is ours by default."""
+        argv = list(command) if command else default_command()
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            env={**os.environ, **env} if env else None,
+            limit=LINE_LIMIT,
+        )
+        return cls(process)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    async def request(
+        self,
+        method: str,
+        params: Any = None,
+        on_notification: Callable[[str, msgspec.Raw], None] | None = None,
+    ) -> msgspec.Raw:
+        """Send one request; return the raw `result`, or raise SidecarError with its error."""
+        request_id = next(self._ids)
+        call = self._calls[request_id] = _Call(on_notification)
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        try:
+            await self._send(msgspec.json.encode(message) + b"\n")
+            return await call.answer
+        finally:
+            self._calls.pop(request_id, None)
+
+    async def _send(self, line: bytes) -> None:
+        if self._process.returncode is not None or self._process.stdin is None:
+            raise SidecarExited(self._process.returncode)
+        async with self._write_lock:
+            try:
+                self._process.stdin.write(line)
+                await self._process.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                raise SidecarExited(await self._process.wait()) from None
+
+    async def _read(self) -> None:
+        assert self._process.stdout is not None
+        try:
+            while line := await self._process.stdout.readline():
+                self._route(msgspec.json.decode(line, type=_Envelope))
+        finally:
+            # Whatever is still waiting will never be answered: fail it now instead of hanging.
+            returncode = await self._process.wait()
+            for call in self._calls.values():
+                if not call.answer.done():
+                    call.answer.set_exception(SidecarExited(returncode))
+
+    def _route(self, envelope: _Envelope) -> None:
+        if envelope.method is not None:  # a notification about one of our requests
+            owner = msgspec.json.decode(envelope.params or b"{}", type=_RequestIdOnly).requestId
+            call = self._calls.get(owner) if isinstance(owner, int) else None
+            if call is not None and call.on_notification is not None:
+                call.on_notification(envelope.method, envelope.params)  # type: ignore[arg-type]
+            return
+        call = self._calls.get(envelope.id) if isinstance(envelope.id, int) else None
+        if call is None or call.answer.done():
+            return
+        if envelope.error is not None:
+            error = envelope.error
+            call.answer.set_exception(SidecarError(error.get("code", -32603), error.get("message", ""), error.get("data")))
+        else:
+            call.answer.set_result(envelope.result or msgspec.Raw(b"null"))
+
+    # --- the seed API ---------------------------------------------------------------------------
+
+    async def initialize(self) -> InitializeResult:
+        return msgspec.json.decode(await self.request("initialize", {}), type=InitializeResult)
+
+    async def load_model(
+        self,
+        model_path: str,
+        model_config: Mapping[str, Any] | None = None,
+        on_progress: Callable[[LoadModelProgress], None] | None = None,
+    ) -> str:
+        """Load a model and return its id."""
+        return (await self.load_model_result(model_path, model_config, on_progress)).modelId
+
+    async def load_model_result(
+        self,
+        model_path: str,
+        model_config: Mapping[str, Any] | None = None,
+        on_progress: Callable[[LoadModelProgress], None] | None = None,
+    ) -> LoadModelResult:
+        def notified(_method: str, params: msgspec.Raw) -> None:
+            if on_progress is not None:
+                on_progress(msgspec.json.decode(params, type=LoadModelProgress))
+
+        params = {"modelPath": model_path, "modelConfig": dict(model_config or {})}
+        return msgspec.json.decode(await self.request("loadModel", params, notified), type=LoadModelResult)
+
+    def diffusion(self, **params: Any) -> DiffusionCall:
+        """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments."""
+        ticks: asyncio.Queue[DiffusionProgress | None] = asyncio.Queue()
+
+        def notified(_method: str, raw: msgspec.Raw) -> None:
+            ticks.put_nowait(msgspec.json.decode(raw, type=DiffusionProgress))
+
+        async def run() -> DiffusionResult:
+            return msgspec.json.decode(await self.request("diffusion", params, notified), type=DiffusionResult)
+
+        return DiffusionCall(asyncio.get_running_loop().create_task(run()), ticks)
+
+    async def unload_model(self, model_id: str) -> None:
+        await self.request("unloadModel", {"modelId": model_id})
+
+    async def close(self) -> int:
+        """Ask the sidecar to shut down and wait for it to exit; return its exit status."""
+        if self._process.returncode is None:
+            try:
+                await self.request("shutdown")
+            except SidecarExited:
+                pass
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        returncode = await self._process.wait()
+        await self._reader
+        return returncode
+
+    async def __aenter__(self) -> Sidecar:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,61 @@
+"""A blocking wrapper around the asyncio client, for scripts and programs without an event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sidecar.protocol import DiffusionProgress, DiffusionStats
+
+from .client import Sidecar
+
+T = TypeVar("T")
+
+
+class SyncSidecar:
+    """Runs a `Sidecar` on an event loop in a background thread; every method blocks until done."""
+
+    def __init__(self, command: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="diffusion-sidecar-client", daemon=True)
+        self._thread.start()
+        self._sidecar: Sidecar = self._run(Sidecar.start(command, env=env))
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def load_model(self, model_path: str, model_config: Mapping[str, Any] | None = None) -> str:
+        return self._run(self._sidecar.load_model(model_path, model_config))
+
+    def diffusion(
+        self, on_progress: Callable[[DiffusionProgress], None] | None = None, **params: Any
+    ) -> tuple[list[bytes], DiffusionStats]:
+        """Generate; `on_progress` is called (in the client's thread) for each tick."""
+
+        async def run() -> tuple[list[bytes], DiffusionStats]:
+            call = self._sidecar.diffusion(**params)
+            async for tick in call.progress_stream:
+                if on_progress is not None:
+                    on_progress(tick)
+            return await call.outputs, await call.stats
+
+        return self._run(run())
+
+    def unload_model(self, model_id: str) -> None:
+        self._run(self._sidecar.unload_model(model_id))
+
+    def close(self) -> int:
+        try:
+            return self._run(self._sidecar.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> SyncSidecar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

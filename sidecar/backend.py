@@ -1,0 +1,48 @@
+"""Facts about the native backend, asked of a short-lived worker: the front never loads it."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import anyio
+import anyio.abc
+
+from .errors import SidecarError
+from .protocol import BackendInfo
+from .worker import messages
+from .worker.process import WorkerExited, WorkerProcess
+
+
+class BackendProbe:
+    def __init__(self, task_group: anyio.abc.TaskGroup, worker_command: list[str]) -> None:
+        self._task_group = task_group
+        self._worker_command = worker_command
+        self._lock = anyio.Lock()
+        self._info: BackendInfo | None = None
+
+    async def info(self) -> BackendInfo:
+        """Probe once, on first use; later calls get the same answer."""
+        async with self._lock:
+            if self._info is None:
+                self._info = await self._probe()
+            return self._info
+
+    async def _probe(self) -> BackendInfo:
+        worker = await WorkerProcess.start(self._worker_command, "probe", self._task_group)
+        try:
+            facts = await worker.request(messages.Probe(), lambda _event: None)
+        except WorkerExited as exited:
+            raise SidecarError(
+                "WORKER_CRASHED", f"The backend probe failed: {exited.describe()}", stderr=exited.stderr_tail
+            ) from None
+        finally:
+            await worker.stop()
+        assert isinstance(facts, messages.ProbeResult)
+        return BackendInfo(
+            name="stable-diffusion.cpp",
+            bindingVersion=metadata.version("stable-diffusion-cpp-python"),
+            nativeVersion=facts.native_version,
+            nativeCommit=facts.native_commit,
+            systemInfo=facts.system_info,
+            physicalCores=facts.physical_cores,
+        )

@@ -1,0 +1,69 @@
+"""The `diffusion-sidecar` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from . import __version__
+
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffusion-sidecar",
+        description=(
+            "Serve local image generation (stable-diffusion.cpp) as newline-delimited JSON-RPC 2.0 "
+            "on stdin/stdout. With no command, serve until `shutdown` or end of input. stdout "
+            "carries protocol messages only; logs go to stderr."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"diffusion-sidecar {__version__}")
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="lowest level of native library log lines written to stderr (default: info)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    synth = commands.add_parser(
+        "synth-model",
+        help="write a synthetic-weights test model (real architecture, random weights) and print its path",
+        description=(
+            "Write an SD1.x tiny-UNet model in the diffusers folder layout with deterministic random "
+            "weights (about 1 GB). stable-diffusion.cpp loads and runs it, but its pictures are noise."
+        ),
+    )
+    synth.add_argument("directory", metavar="DIR", help="folder to write the model into (created if needed)")
+    # The front process starts model workers through this command; it is not for people.
+    worker = commands.add_parser("worker")
+    worker.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "synth-model":
+        from .synth_model import write_synthetic_model
+
+        print(write_synthetic_model(args.directory))
+        return
+    if args.command == "worker":
+        from .worker.main import run
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the front's to handle
+        run(args.log_level)
+        return
+
+    import anyio
+
+    from .server import serve
+
+    status = anyio.run(serve, args.log_level)
+    # Exit now: no thread (a pending stdin read, a blocked write to a host that stopped reading)
+    # may hold the process open after the last answer.
+    sys.stderr.flush()
+    os._exit(status)

@@ -1,0 +1,10 @@
+"""One module per JSON-RPC method; this table is how the dispatcher finds them."""
+
+from __future__ import annotations
+
+from ..context import Method
+from . import diffusion, initialize, load_model, shutdown, unload_model
+
+METHODS: dict[str, Method] = {
+    module.method.name: module.method for module in (initialize, load_model, diffusion, unload_model, shutdown)
+}

@@ -1,0 +1,38 @@
+"""`initialize`: who the sidecar is, what it accepts, and its limits. Optional, any time."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from .. import __version__
+from ..context import Method, RequestContext
+from ..protocol import (
+    MAX_SAFE_INTEGER,
+    MAX_SIDE,
+    CachePreset,
+    InitializeParams,
+    InitializeResult,
+    Limits,
+    SamplingMethod,
+    Scheduler,
+    WeightType,
+)
+
+PROTOCOL_VERSION = "1.0"
+
+
+async def handle(params: InitializeParams, ctx: RequestContext) -> InitializeResult:
+    return InitializeResult(
+        serverName="diffusion-sidecar",
+        serverVersion=__version__,
+        protocolVersion=PROTOCOL_VERSION,
+        backend=await ctx.server.backend.info(),
+        samplingMethods=list(get_args(SamplingMethod)),
+        schedulers=list(get_args(Scheduler)),
+        cachePresets=list(get_args(CachePreset)),
+        weightTypes=list(get_args(WeightType)),
+        limits=Limits(maxSide=MAX_SIDE, maxSeed=MAX_SAFE_INTEGER),
+    )
+
+
+method = Method("initialize", InitializeParams, handle)

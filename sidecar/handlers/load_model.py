@@ -1,0 +1,92 @@
+"""`loadModel`: check the files, start a worker process and load the model into it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import msgspec
+
+from ..context import Method, RequestContext
+from ..errors import invalid_params
+from ..models import ModelSettings
+from ..protocol import COMPANION_FILES, TEXT_ENCODER_FILES, LoadModelParams, LoadModelProgress, LoadModelResult
+from ..worker import messages
+
+MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".gguf", ".pt", ".pth")
+DIFFUSERS_UNET = Path("unet") / "diffusion_pytorch_model.safetensors"
+
+
+def checked_file(field: str, value: str, *, allow_folder: bool = False) -> str:
+    """The absolute path of a model file the worker will be able to open, or an INVALID_PARAMS error."""
+    path = Path(value).expanduser()
+    if not value or not path.exists():
+        kind = "an existing model file or diffusers folder" if allow_folder else "an existing file"
+        raise invalid_params(field, f"must name {kind}", f"`{field}`: no such file: {value!r}")
+    if path.is_dir():
+        if not allow_folder:
+            raise invalid_params(field, "must name a file, not a folder")
+        if not (path / DIFFUSERS_UNET).is_file():
+            raise invalid_params(field, f"a model folder must be in the diffusers layout, with {DIFFUSERS_UNET}")
+        return str(path.resolve())
+    if path.suffix.lower() not in MODEL_FILE_SUFFIXES:
+        raise invalid_params(field, f"must be one of: {', '.join(MODEL_FILE_SUFFIXES)}")
+    try:
+        with open(path, "rb") as file:
+            if not file.read(8):
+                raise invalid_params(field, "must not be empty")
+    except OSError as error:
+        raise invalid_params(field, f"must be readable ({error.strerror})") from None
+    return str(path.resolve())
+
+
+async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResult:
+    config = params.modelConfig
+    model_path = checked_file("modelPath", params.modelPath, allow_folder=True)
+    companions = {
+        name: checked_file(f"modelConfig.{name}", value)
+        for name in COMPANION_FILES
+        if isinstance(value := getattr(config, name), str)
+    }
+    # With a separate text encoder, the main file is the standalone diffusion model (QVAC's rule).
+    standalone = any(name in companions for name in TEXT_ENCODER_FILES)
+    load = messages.Load(
+        model_path="" if standalone else model_path,
+        diffusion_model_path=model_path if standalone else "",
+        vae_path=companions.get("vaePath", ""),
+        clip_l_path=companions.get("clipLPath", ""),
+        clip_g_path=companions.get("clipGPath", ""),
+        t5xxl_path=companions.get("t5xxlPath", ""),
+        llm_path=companions.get("llmPath", ""),
+        n_threads=config.threads or None,
+        wtype=config.type or None,
+        prediction=config.prediction or None,
+        rng_type=config.rng or None,
+        sampler_rng_type=config.sampler_rng or None,
+        lora_apply_mode=config.lora_apply_mode or None,
+        keep_clip_on_cpu=_given(config.clip_on_cpu),
+        keep_vae_on_cpu=_given(config.vae_on_cpu),
+        offload_params_to_cpu=_given(config.offload_to_cpu),
+        flash_attn=_given(config.flash_attn),
+        diffusion_flash_attn=_given(config.diffusion_fa),
+    )
+    # Two loads are identical when they name the same files (after resolving) with the same options.
+    load_key = json.dumps({**msgspec.to_builtins(config), **companions, "modelPath": model_path}, sort_keys=True)
+    settings = ModelSettings(name=Path(model_path).stem, vae_tiling=config.vae_tiling is True)
+
+    def on_progress(loaded: int, total: int) -> None:
+        progress = LoadModelProgress(requestId=ctx.request_id, loaded=loaded, total=total, elapsedMs=ctx.elapsed_ms())
+        ctx.notify("loadModel/progress", progress)
+
+    model, already_loaded = await ctx.server.models.load(load_key, load, settings, on_progress)
+    return LoadModelResult(
+        modelId=model.model_id, modelLoadMs=model.load_ms, modelFamily=model.family, alreadyLoaded=already_loaded
+    )
+
+
+def _given(value: bool | msgspec.UnsetType) -> bool | None:
+    return None if value is msgspec.UNSET else value
+
+
+method = Method("loadModel", LoadModelParams, handle)

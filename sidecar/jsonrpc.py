@@ -1,0 +1,96 @@
+"""JSON-RPC 2.0 envelopes: decoding one incoming line, encoding outgoing messages.
+
+One message per line, UTF-8, no embedded newlines (msgspec never writes a raw newline inside a
+JSON document, so every encoded message is exactly one line).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, Raw, Struct, UnsetType
+
+from .errors import SidecarError
+from .protocol import RequestId
+
+
+class Message(Struct, kw_only=True):
+    """An incoming request (with `id`) or notification (without)."""
+
+    jsonrpc: Literal["2.0"]
+    method: str
+    params: Raw = Raw(b"{}")
+    id: RequestId | None | UnsetType = UNSET
+
+    @property
+    def is_notification(self) -> bool:
+        return self.id is UNSET
+
+
+class ErrorObject(Struct, kw_only=True):
+    code: int
+    message: str
+    data: dict[str, Any] | UnsetType = UNSET
+
+
+class SuccessResponse(Struct, kw_only=True):
+    jsonrpc: Literal["2.0"] = "2.0"
+    id: RequestId | None
+    result: Any
+
+
+class ErrorResponse(Struct, kw_only=True):
+    jsonrpc: Literal["2.0"] = "2.0"
+    id: RequestId | None
+    error: ErrorObject
+
+
+class Notification(Struct, kw_only=True):
+    jsonrpc: Literal["2.0"] = "2.0"
+    method: str
+    params: Any
+
+
+class _IdOnly(Struct):
+    """What can be salvaged from an object that is not a valid request."""
+
+    id: RequestId | None = None
+
+
+_message_decoder = msgspec.json.Decoder(Message)
+_encoder = msgspec.json.Encoder()
+
+
+class BadMessage(Exception):
+    """A line that is not a valid message; answered with `error`, to `request_id` if one was read."""
+
+    def __init__(self, error: SidecarError, request_id: RequestId | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.request_id = request_id
+
+
+def decode_message(line: bytes) -> Message:
+    try:
+        return _message_decoder.decode(line)
+    except msgspec.ValidationError as error:
+        invalid = SidecarError("INVALID_REQUEST", f"Invalid request: {error}")
+        raise BadMessage(invalid, _salvage_id(line)) from None
+    except msgspec.DecodeError as error:
+        raise BadMessage(SidecarError("PARSE_ERROR", f"Parse error: {error}")) from None
+
+
+def _salvage_id(line: bytes) -> RequestId | None:
+    try:
+        return msgspec.json.decode(line, type=_IdOnly).id
+    except msgspec.MsgspecError:
+        return None
+
+
+def error_response(request_id: RequestId | None, error: SidecarError) -> ErrorResponse:
+    return ErrorResponse(id=request_id, error=ErrorObject(code=error.number, message=error.message, data=error.data))
+
+
+def encode(message: SuccessResponse | ErrorResponse | Notification) -> bytes:
+    return _encoder.encode(message) + b"\n"

@@ -1,0 +1,227 @@
+"""Loaded models, as the front process sees them: one worker process each, requests in order."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+
+from .errors import SidecarError
+from .protocol import DiffusionStats
+from .worker import messages
+from .worker.process import WorkerExited, WorkerProcess
+
+
+class FifoGate:
+    """Lets requests through one at a time, in the order they arrived."""
+
+    def __init__(self) -> None:
+        self._queue: deque[anyio.Event] = deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        # Joining the queue happens before the first await, so callers keep their arrival order.
+        ticket = anyio.Event()
+        self._queue.append(ticket)
+        try:
+            if self._queue[0] is not ticket:
+                await ticket.wait()
+            yield
+        finally:
+            was_first = self._queue[0] is ticket
+            self._queue.remove(ticket)
+            if was_first and self._queue:
+                self._queue[0].set()
+
+
+def elapsed_ms(since: float) -> float:
+    return round((time.monotonic() - since) * 1000, 3)
+
+
+@dataclass
+class ModelSettings:
+    """What the front needs to know about a model to run requests on it."""
+
+    name: str
+    """Shown as `Model` in each PNG's parameters."""
+    vae_tiling: bool
+
+
+@dataclass
+class LoadedModel:
+    model_id: str
+    worker: WorkerProcess
+    settings: ModelSettings
+    family: str
+    load_started: float
+    load_ms: float
+    gate: FifoGate = field(default_factory=FifoGate)
+    stop_reason: SidecarError | None = None
+    """Set when the sidecar ends the worker on purpose; pending requests end with this error."""
+    total_generation_ms: float = 0.0
+    total_steps: int = 0
+    total_generations: int = 0
+    total_images: int = 0
+    total_pixels: int = 0
+
+    async def request(
+        self, message: messages.ToWorker, on_event: Callable[[messages.FromWorker], None]
+    ) -> messages.FromWorker:
+        try:
+            return await self.worker.request(message, on_event)
+        except WorkerExited as exited:
+            if self.stop_reason is not None:
+                raise self.stop_reason from None
+            raise SidecarError(
+                "WORKER_CRASHED",
+                f"The worker process of model {self.model_id} died ({exited.describe()}); "
+                "load the model again to use it",
+                modelId=self.model_id,
+                exitCode=exited.returncode,
+                signal=exited.signal_name,
+                stderr=exited.stderr_tail,
+            ) from None
+
+    def record(self, *, generation_ms: float, steps: int, width: int, height: int, seeds: list[int]) -> DiffusionStats:
+        images = len(seeds)
+        self.total_generation_ms += generation_ms
+        self.total_steps += steps * images
+        self.total_generations += 1
+        self.total_images += images
+        self.total_pixels += width * height * images
+        return DiffusionStats(
+            modelLoadMs=self.load_ms,
+            generationMs=generation_ms,
+            totalGenerationMs=round(self.total_generation_ms, 3),
+            totalWallMs=elapsed_ms(self.load_started),
+            totalSteps=self.total_steps,
+            totalGenerations=self.total_generations,
+            totalImages=self.total_images,
+            totalPixels=self.total_pixels,
+            width=width,
+            height=height,
+            seed=seeds[0],
+        )
+
+
+@dataclass
+class _PendingLoad:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    model: LoadedModel | None = None
+    error: SidecarError | None = None
+
+
+class ModelManager:
+    """Every loaded model by id; identical loads share one model."""
+
+    def __init__(self, task_group: anyio.abc.TaskGroup, worker_command: list[str]) -> None:
+        self._task_group = task_group
+        self._worker_command = worker_command
+        self._models: dict[str, LoadedModel] = {}
+        self._pending: dict[str, _PendingLoad] = {}
+        self._starting: set[WorkerProcess] = set()
+        self._stop_reason: SidecarError | None = None
+
+    @staticmethod
+    def model_id(load_key: str) -> str:
+        return "model-" + hashlib.sha256(load_key.encode()).hexdigest()[:12]
+
+    def get(self, model_id: str) -> LoadedModel:
+        try:
+            return self._models[model_id]
+        except KeyError:
+            raise SidecarError(
+                "MODEL_NOT_LOADED", f"No model is loaded with id {model_id!r}", modelId=model_id
+            ) from None
+
+    async def load(
+        self, load_key: str, load: messages.Load, settings: ModelSettings, on_progress: Callable[[int, int], None]
+    ) -> tuple[LoadedModel, bool]:
+        """Return the model for this load and whether it was already loaded (or loading)."""
+        model_id = self.model_id(load_key)
+        if model := self._models.get(model_id):
+            return model, True
+        if pending := self._pending.get(model_id):
+            await pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+            assert pending.model is not None
+            return pending.model, True
+        pending = self._pending[model_id] = _PendingLoad()
+        try:
+            pending.model = await self._start(model_id, load, settings, on_progress)
+            return pending.model, False
+        except SidecarError as error:
+            pending.error = error
+            raise
+        finally:
+            del self._pending[model_id]
+            pending.done.set()
+
+    async def _start(
+        self, model_id: str, load: messages.Load, settings: ModelSettings, on_progress: Callable[[int, int], None]
+    ) -> LoadedModel:
+        started = time.monotonic()
+        worker = await WorkerProcess.start(self._worker_command, model_id, self._task_group)
+        self._starting.add(worker)
+        if self._stop_reason is not None:  # shutdown began while the process was starting
+            worker.kill()
+        try:
+            reply = await worker.request(load, lambda event: on_progress(event.loaded, event.total))  # type: ignore[union-attr]
+        except WorkerExited as exited:
+            if self._stop_reason is not None:
+                raise self._stop_reason from None
+            raise SidecarError(
+                "MODEL_LOAD_FAILED",
+                f"Loading the model crashed its worker process ({exited.describe()}); "
+                "the file is likely corrupt or not a supported model",
+                reason=exited.stderr_tail[-1] if exited.stderr_tail else exited.describe(),
+                exitCode=exited.returncode,
+                signal=exited.signal_name,
+                stderr=exited.stderr_tail,
+            ) from None
+        finally:
+            self._starting.discard(worker)
+        if isinstance(reply, messages.Failed):
+            await worker.stop()
+            raise SidecarError("MODEL_LOAD_FAILED", f"The model could not be loaded: {reply.reason}", reason=reply.reason)
+        assert isinstance(reply, messages.Loaded)
+        model = LoadedModel(model_id, worker, settings, reply.family, started, elapsed_ms(started))
+        self._models[model_id] = model
+        self._task_group.start_soon(self._forget_when_dead, model)
+        return model
+
+    async def _forget_when_dead(self, model: LoadedModel) -> None:
+        exited = await model.worker.wait()
+        if self._models.get(model.model_id) is model:
+            del self._models[model.model_id]
+            print(f"model {model.model_id} is no longer loaded: {exited.describe()}", file=sys.stderr, flush=True)
+
+    async def unload(self, model_id: str) -> None:
+        model = self.get(model_id)
+        del self._models[model_id]
+        model.stop_reason = SidecarError(
+            "MODEL_NOT_LOADED", f"Model {model_id} was unloaded before this request finished", modelId=model_id
+        )
+        await model.worker.stop()
+
+    async def stop_all(self, reason: SidecarError) -> None:
+        """End every worker; requests still pending on them end with `reason`."""
+        self._stop_reason = reason
+        models, self._models = list(self._models.values()), {}
+        for worker in self._starting:
+            worker.kill()
+        async with anyio.create_task_group() as group:
+            for model in models:
+                model.stop_reason = reason
+                group.start_soon(model.worker.stop)

@@ -1,0 +1,234 @@
+"""The sidecar's JSON-RPC methods: params, results and notifications, declared once.
+
+Handlers decode into these types, the Python host client decodes results into them, and the
+schemas in `schemas/` are generated from them. Field names follow the QVAC SDK's `diffusion()`
+API where it has them (snake_case in diffusion params, camelCase elsewhere).
+
+Fields typed `... | UnsetType = UNSET` are optional with no value of ours: an omitted field takes
+the native library's own default (its `*_params_init`), or the per-model choice it makes.
+Fields with a literal default carry the native default itself; `tests/test_native_defaults.py`
+checks that they agree with the library.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+# The value lists of the pinned stable-diffusion.cpp, in its own enum order.
+SamplingMethod = Literal[
+    "euler", "euler_a", "heun", "dpm2", "dpm++2s_a", "dpm++2m", "dpm++2mv2", "ipndm", "ipndm_v",
+    "lcm", "ddim_trailing", "tcd", "res_multistep", "res_2s", "er_sde",
+]  # fmt: skip
+Scheduler = Literal[
+    "discrete", "karras", "exponential", "ays", "gits", "sgm_uniform", "simple", "smoothstep",
+    "kl_optimal", "lcm", "bong_tangent",
+]  # fmt: skip
+Prediction = Literal["eps", "v", "edm_v", "sd3_flow", "flux_flow", "flux2_flow"]
+RngType = Literal["std_default", "cuda", "cpu"]
+LoraApplyMode = Literal["auto", "immediately", "at_runtime"]
+WeightType = Literal[
+    "f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K",
+    "q6_K",
+]  # fmt: skip
+CachePreset = Literal["slow", "medium", "fast", "ultra"]
+
+RequestId = int | str
+
+# JavaScript hosts hold numbers as doubles: larger integers would not survive the round trip.
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_SIDE = 8192
+
+PositiveInt = Annotated[int, Meta(ge=1)]
+Side = Annotated[int, Meta(ge=8, le=MAX_SIDE, multiple_of=8)]
+Seed = Annotated[int, Meta(ge=-1, le=MAX_SAFE_INTEGER)]
+NonNegativeFloat = Annotated[float, Meta(ge=0, le=1000)]
+
+
+class Params(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of every params object: a misspelt field is refused, never silently ignored."""
+
+
+# --- initialize --------------------------------------------------------------------------------
+
+
+class InitializeParams(Params):
+    clientName: str | UnsetType = UNSET
+
+
+class BackendInfo(Struct, kw_only=True):
+    name: str
+    bindingVersion: str
+    """Version of stable-diffusion-cpp-python, which vendors the native library."""
+    nativeVersion: str
+    nativeCommit: str
+    systemInfo: str
+    physicalCores: int
+
+
+class Limits(Struct, kw_only=True):
+    maxSide: int
+    """Largest accepted `width` or `height`."""
+    maxSeed: int
+
+
+class InitializeResult(Struct, kw_only=True):
+    serverName: str
+    serverVersion: str
+    protocolVersion: str
+    backend: BackendInfo
+    samplingMethods: list[str]
+    schedulers: list[str]
+    cachePresets: list[str]
+    weightTypes: list[str]
+    limits: Limits
+
+
+# --- loadModel ---------------------------------------------------------------------------------
+
+
+class ModelConfig(Params):
+    """Load options, named as QVAC names them; omitted ones keep the native default."""
+
+    threads: Annotated[int, Meta(ge=1, le=1024)] | UnsetType = UNSET
+    """CPU threads; native default: the number of physical cores."""
+    type: WeightType | UnsetType = UNSET
+    """Weight type to convert to at load; native default: as stored in the file."""
+    prediction: Prediction | UnsetType = UNSET
+    rng: RngType | UnsetType = UNSET
+    sampler_rng: RngType | UnsetType = UNSET
+    clip_on_cpu: bool | UnsetType = UNSET
+    vae_on_cpu: bool | UnsetType = UNSET
+    vae_tiling: bool | UnsetType = UNSET
+    """Default of `diffusion`'s `vae_tiling` for this model."""
+    offload_to_cpu: bool | UnsetType = UNSET
+    flash_attn: bool | UnsetType = UNSET
+    diffusion_fa: bool | UnsetType = UNSET
+    lora_apply_mode: LoraApplyMode | UnsetType = UNSET
+    vaePath: str | UnsetType = UNSET
+    clipLPath: str | UnsetType = UNSET
+    clipGPath: str | UnsetType = UNSET
+    t5xxlPath: str | UnsetType = UNSET
+    llmPath: str | UnsetType = UNSET
+
+
+COMPANION_FILES = ("vaePath", "clipLPath", "clipGPath", "t5xxlPath", "llmPath")
+TEXT_ENCODER_FILES = ("clipLPath", "clipGPath", "t5xxlPath", "llmPath")
+
+
+class LoadModelParams(Params):
+    modelPath: str
+    """A single .safetensors, .ckpt or .gguf file, or a diffusers folder."""
+    modelConfig: ModelConfig = msgspec.field(default_factory=ModelConfig)
+
+
+class LoadModelResult(Struct, kw_only=True):
+    modelId: str
+    modelLoadMs: float
+    """Worker start plus native load, as it took when this model was loaded."""
+    modelFamily: str
+    """The architecture stable-diffusion.cpp detected, e.g. "SD 1.x Tiny UNet"."""
+    alreadyLoaded: bool
+    """True when an identical load had already been done (or was under way): nothing was loaded."""
+
+
+class LoadModelProgress(Struct, kw_only=True):
+    """Notification `loadModel/progress`: tensors loaded so far."""
+
+    requestId: RequestId | None
+    loaded: int
+    total: int
+    elapsedMs: float
+
+
+# --- diffusion ---------------------------------------------------------------------------------
+
+
+class DiffusionParams(Params):
+    """QVAC's `DiffusionClientParams`, field for field."""
+
+    modelId: str
+    prompt: str
+    negative_prompt: str = ""
+    width: Side = 512
+    height: Side = 512
+    steps: Annotated[int, Meta(ge=1, le=1000)] = 20
+    cfg_scale: NonNegativeFloat = 7.0
+    guidance: NonNegativeFloat = 3.5
+    """Distilled guidance, used by FLUX-style models."""
+    sampling_method: SamplingMethod | UnsetType = UNSET
+    """Omitted: the native per-model choice."""
+    scheduler: Scheduler | UnsetType = UNSET
+    """Omitted: the native per-model choice for the sampling method."""
+    seed: Seed = -1
+    """-1: the sidecar draws one uniformly from [0, 2^32) and reports it."""
+    batch_count: Annotated[int, Meta(ge=1, le=64)] = 1
+    vae_tiling: bool | UnsetType = UNSET
+    """Omitted: the model's `vae_tiling` load option, else off."""
+    cache_preset: CachePreset | UnsetType = UNSET
+    """Step caching: UCache on UNet models, EasyCache on DiT models; omitted: no caching."""
+
+
+class DiffusionProgress(Struct, kw_only=True):
+    """Notification `diffusion/progress`: one per sampling step per image."""
+
+    requestId: RequestId | None
+    step: int
+    totalSteps: int
+    elapsedMs: float
+    """Since the request arrived."""
+    image: int
+    """Index of the image in the batch, from 0."""
+    batchCount: int
+
+
+class DiffusionStats(Struct, kw_only=True):
+    """QVAC's `DiffusionStats`, all fields always present.
+
+    The `total*` counters accumulate over the life of the loaded model, as QVAC keeps them.
+    """
+
+    modelLoadMs: float
+    """Time the model took to load (worker start plus native load)."""
+    generationMs: float
+    """This call, from the moment the model started on it (queue wait excluded) to its last image."""
+    totalGenerationMs: float
+    """Sum of `generationMs` over every completed call on this model."""
+    totalWallMs: float
+    """Wall-clock time since the model's load began, the load included."""
+    totalSteps: int
+    """Sampling steps run on this model: steps times images, over every completed call."""
+    totalGenerations: int
+    """Completed `diffusion` calls on this model."""
+    totalImages: int
+    totalPixels: int
+    width: int
+    height: int
+    seed: int
+    """Seed of the first image; `seeds` in the result has every image's."""
+
+
+class DiffusionResult(Struct, kw_only=True):
+    outputs: list[str]
+    """Base64-encoded PNG images, each with an A1111-style `parameters` text chunk."""
+    seeds: list[int]
+    """Seed of each image: image i used seed + i."""
+    stats: DiffusionStats
+
+
+# --- unloadModel, shutdown ---------------------------------------------------------------------
+
+
+class UnloadModelParams(Params):
+    modelId: str
+
+
+class UnloadModelResult(Struct, kw_only=True):
+    modelId: str
+    unloaded: bool
+
+
+class NoParams(Params):
+    pass

@@ -1,0 +1,1 @@
+"""Model worker processes: the only place the native library is ever loaded."""

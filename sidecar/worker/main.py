@@ -1,0 +1,79 @@
+"""A model worker process: one native model, one request at a time, over its stdin/stdout pipe.
+
+The front process starts it as `diffusion-sidecar worker`. A thread reads requests; when the pipe
+from the front closes (the front exited, was killed, or unloads the model), the process ends at
+once, even in the middle of a native call, so a dead front never leaves a worker behind.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import BinaryIO
+
+import msgspec
+
+from ..stdio_guard import claim_stdout, write_all
+from . import messages
+
+
+class _Pipe:
+    """This worker's end of the private pipe."""
+
+    def __init__(self, inbound: BinaryIO, outbound: BinaryIO) -> None:
+        self._inbound = inbound
+        self._outbound = outbound
+        self._lock = threading.Lock()
+        self.requests: queue.Queue[messages.ToWorker] = queue.Queue()
+
+    def send(self, message: msgspec.Struct) -> None:
+        data = messages.frame(message)
+        with self._lock:
+            write_all(self._outbound, data)
+
+    def read_requests(self) -> None:
+        """Runs in a thread. End of the pipe ends the process: nothing is left to answer to."""
+        try:
+            while header := self._read_exactly(messages.HEADER.size):
+                (size,) = messages.HEADER.unpack(header)
+                payload = self._read_exactly(size)
+                if payload is None:
+                    break
+                self.requests.put(messages.to_worker_decoder.decode(payload))
+        finally:
+            os._exit(0)
+
+    def _read_exactly(self, size: int) -> bytes | None:
+        data = self._inbound.read(size)
+        return data if data is not None and len(data) == size else None
+
+
+def run(log_level: str) -> None:
+    inbound = os.fdopen(os.dup(0), "rb")
+    pipe = _Pipe(inbound, claim_stdout())
+    threading.Thread(target=pipe.read_requests, name="pipe-reader", daemon=True).start()
+
+    # Imported only now, after stdout is guarded: loading the library may print.
+    from . import native
+    from .generate import generate
+
+    model: native.NativeModel | None = None
+    while True:
+        request = pipe.requests.get()
+        if isinstance(request, messages.Probe):
+            pipe.send(native.probe())
+        elif isinstance(request, messages.Load):
+            try:
+                model = native.NativeModel(request, log_level, lambda done, total: pipe.send(messages.LoadProgress(done, total)))
+            except native.NativeError as error:
+                pipe.send(messages.Failed(str(error)))
+            else:
+                pipe.send(messages.Loaded(model.family))
+        elif model is None:
+            pipe.send(messages.Failed("no model is loaded in this worker"))
+        else:
+            try:
+                generate(model, request, pipe.send)
+            except native.NativeError as error:
+                pipe.send(messages.Failed(str(error)))

@@ -1,0 +1,118 @@
+"""Messages on the private pipe between the front process and a model worker.
+
+Binary framing: a 4-byte big-endian length, then a msgpack-encoded tagged Struct. Images cross as
+raw PNG bytes; base64 only happens at the JSON edge in the front.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+from msgspec import Struct
+
+# --- front -> worker ---------------------------------------------------------------------------
+
+
+class Load(Struct, tag=True):
+    """Create the native context. Option values are native names; None keeps the native default."""
+
+    model_path: str
+    diffusion_model_path: str
+    vae_path: str
+    clip_l_path: str
+    clip_g_path: str
+    t5xxl_path: str
+    llm_path: str
+    n_threads: int | None
+    wtype: str | None
+    prediction: str | None
+    rng_type: str | None
+    sampler_rng_type: str | None
+    lora_apply_mode: str | None
+    keep_clip_on_cpu: bool | None
+    keep_vae_on_cpu: bool | None
+    offload_params_to_cpu: bool | None
+    flash_attn: bool | None
+    diffusion_flash_attn: bool | None
+
+
+class Generate(Struct, tag=True):
+    """Generate one image per seed, in order."""
+
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    steps: int
+    cfg_scale: float
+    guidance: float
+    sampling_method: str | None
+    scheduler: str | None
+    seeds: list[int]
+    vae_tiling: bool
+    cache_preset: str | None
+    model_name: str
+
+
+class Probe(Struct, tag=True):
+    """Report the backend's version and system information, then nothing else is needed."""
+
+
+# --- worker -> front ---------------------------------------------------------------------------
+
+
+class LoadProgress(Struct, tag=True):
+    loaded: int
+    total: int
+
+
+class Loaded(Struct, tag=True):
+    family: str
+
+
+class Tick(Struct, tag=True):
+    image: int
+    step: int
+    steps: int
+
+
+class Image(Struct, tag=True):
+    index: int
+    seed: int
+    png: bytes
+
+
+class Generated(Struct, tag=True):
+    sampling_method: str
+    scheduler: str
+
+
+class Failed(Struct, tag=True):
+    """The request could not be done; the worker itself is fine."""
+
+    reason: str
+
+
+class ProbeResult(Struct, tag=True):
+    native_version: str
+    native_commit: str
+    system_info: str
+    physical_cores: int
+
+
+ToWorker = Load | Generate | Probe
+FromWorker = LoadProgress | Loaded | Tick | Image | Generated | Failed | ProbeResult
+FINAL = (Loaded, Generated, Failed, ProbeResult)
+"""Messages that end a request; everything else is an event on the way."""
+
+HEADER = struct.Struct(">I")
+
+_encoder = msgspec.msgpack.Encoder()
+to_worker_decoder = msgspec.msgpack.Decoder(ToWorker)
+from_worker_decoder = msgspec.msgpack.Decoder(FromWorker)
+
+
+def frame(message: Struct) -> bytes:
+    payload = _encoder.encode(message)
+    return HEADER.pack(len(payload)) + payload

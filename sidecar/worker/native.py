@@ -1,0 +1,224 @@
+"""stable-diffusion.cpp through the binding's low-level C API. Imported by worker processes only.
+
+The C API is used rather than the binding's `StableDiffusion` class so that omitted options keep
+the native defaults (`sd_ctx_params_init`, `sd_img_gen_params_init`) instead of the binding's
+keyword defaults, and so that images come back as raw bytes without a PIL round trip.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import stable_diffusion_cpp.stable_diffusion_cpp as sd
+
+from . import messages
+
+_lib = sd._lib
+_libc = ctypes.CDLL(None)  # frees what the native library malloc'ed for us
+
+
+def _declare(name: str, argtypes: list[type], restype: type | None) -> Callable:
+    function = getattr(_lib, name)
+    function.argtypes = argtypes
+    function.restype = restype
+    return function
+
+
+# The binding does not wrap these; the shared library exports them.
+_ctx_params_init = _declare("sd_ctx_params_init", [ctypes.POINTER(sd.sd_ctx_params_t)], None)
+_img_gen_params_init = _declare("sd_img_gen_params_init", [ctypes.POINTER(sd.sd_img_gen_params_t)], None)
+_sample_method_name = _declare("sd_sample_method_name", [ctypes.c_int], ctypes.c_char_p)
+_scheduler_name = _declare("sd_scheduler_name", [ctypes.c_int], ctypes.c_char_p)
+_from_name = {
+    "wtype": _declare("str_to_sd_type", [ctypes.c_char_p], ctypes.c_int),
+    "prediction": _declare("str_to_prediction", [ctypes.c_char_p], ctypes.c_int),
+    "rng_type": _declare("str_to_rng_type", [ctypes.c_char_p], ctypes.c_int),
+    "sampler_rng_type": _declare("str_to_rng_type", [ctypes.c_char_p], ctypes.c_int),
+    "lora_apply_mode": _declare("str_to_lora_apply_mode", [ctypes.c_char_p], ctypes.c_int),
+    "sample_method": _declare("str_to_sample_method", [ctypes.c_char_p], ctypes.c_int),
+    "scheduler": _declare("str_to_scheduler", [ctypes.c_char_p], ctypes.c_int),
+}
+_free_image_data = _libc.free
+_free_image_data.argtypes = [ctypes.c_void_p]
+
+LOG_LEVELS = {"debug": 0, "info": 1, "warn": 2, "error": 3}
+
+# Cache presets -> reuse thresholds. UCache's documented default is 1.0 and EasyCache's 0.2; the
+# presets bracket them, from "slow" (least reuse, closest to uncached) to "ultra" (most reuse).
+CACHE_THRESHOLDS = {
+    sd.SDCacheMode.SD_CACHE_UCACHE: {"slow": 0.5, "medium": 1.0, "fast": 1.5, "ultra": 2.5},
+    sd.SDCacheMode.SD_CACHE_EASYCACHE: {"slow": 0.15, "medium": 0.25, "fast": 0.40, "ultra": 0.60},
+}
+# Families stable-diffusion.cpp runs with a UNet; every other image family is a DiT.
+UNET_FAMILY_PREFIXES = ("SD 1.", "SD 2.", "SDXL", "SDXS", "Instruct-Pix2Pix")
+
+
+class NativeError(Exception):
+    """The native library refused; the message is what it logged as errors."""
+
+
+class _NativeLog:
+    """Receives every native log line: forwards it to stderr and keeps what the worker reports."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.errors: deque[str] = deque(maxlen=8)
+        self.family = ""
+        self.callback = sd.sd_log_callback(self._on_line)  # kept alive as long as the log is
+        sd.sd_set_log_callback(self.callback, None)
+
+    def _on_line(self, level: int, text: bytes, _data: object) -> None:
+        line = text.decode("utf-8", "replace").rstrip()
+        if level >= LOG_LEVELS["error"]:
+            self.errors.append(line.split(" - ", 1)[-1])
+        if " - Version: " in line:  # the only place the library names the detected architecture
+            self.family = line.split(" - Version: ", 1)[1].strip()
+        if level >= self.level and line:
+            os.write(2, f"[native] {line}\n".encode())
+
+    def failure(self, fallback: str) -> NativeError:
+        reason = "; ".join(self.errors) or fallback
+        self.errors.clear()
+        return NativeError(reason)
+
+
+class _Progress:
+    """The library's progress callback is process-global; route it to whoever is listening."""
+
+    def __init__(self) -> None:
+        self.listener: Callable[[int, int], None] | None = None
+        self.callback = sd.sd_progress_callback(self._on_progress)
+        sd.sd_set_progress_callback(self.callback, None)
+
+    def _on_progress(self, step: int, steps: int, _seconds: float, _data: object) -> None:
+        if self.listener is not None:
+            self.listener(step, steps)
+
+
+def probe() -> messages.ProbeResult:
+    return messages.ProbeResult(
+        native_version=sd.sd_version().decode(),
+        native_commit=sd.sd_commit().decode(),
+        system_info=" ".join(sd.sd_get_system_info().decode().split()),
+        physical_cores=sd.sd_get_num_physical_cores(),
+    )
+
+
+@dataclass
+class RawImage:
+    data: bytes
+    width: int
+    height: int
+    channels: int
+
+
+class NativeModel:
+    """One loaded stable-diffusion.cpp context."""
+
+    def __init__(self, load: messages.Load, log_level: str, on_progress: Callable[[int, int], None]) -> None:
+        self._log = _NativeLog(LOG_LEVELS[log_level])
+        self._progress = _Progress()
+        params = sd.sd_ctx_params_t()
+        _ctx_params_init(ctypes.byref(params))
+        # The native default frees the weights after one generation (right for a one-shot CLI);
+        # a server generates many times from one load.
+        params.free_params_immediately = False
+        self._paths = []  # the C struct borrows these bytes; keep them alive
+        for field in ("model_path", "diffusion_model_path", "vae_path", "clip_l_path", "clip_g_path", "t5xxl_path", "llm_path"):
+            value = getattr(load, field).encode()
+            self._paths.append(value)
+            setattr(params, field, value)
+        for field in ("n_threads", "keep_clip_on_cpu", "keep_vae_on_cpu", "offload_params_to_cpu", "flash_attn", "diffusion_flash_attn"):
+            if (value := getattr(load, field)) is not None:
+                setattr(params, field, value)
+        for field in ("wtype", "prediction", "rng_type", "sampler_rng_type", "lora_apply_mode"):
+            if (value := getattr(load, field)) is not None:
+                setattr(params, field, _from_name[field](value.encode()))
+        self._progress.listener = on_progress
+        try:
+            self._ctx = sd.new_sd_ctx(ctypes.byref(params))
+        finally:
+            self._progress.listener = None
+        if not self._ctx:
+            raise self._log.failure("the native library could not create a context for this model")
+        self.family = self._log.family or "unknown"
+        self._cache_mode = (
+            sd.SDCacheMode.SD_CACHE_UCACHE
+            if self.family.startswith(UNET_FAMILY_PREFIXES)
+            else sd.SDCacheMode.SD_CACHE_EASYCACHE
+        )
+
+    def resolve_sampling(self, sampling_method: str | None, scheduler: str | None) -> tuple[int, int]:
+        """The method and scheduler a generation will use: the caller's, else the model's defaults."""
+        method = (
+            _from_name["sample_method"](sampling_method.encode())
+            if sampling_method
+            else sd.sd_get_default_sample_method(self._ctx)
+        )
+        schedule = (
+            _from_name["scheduler"](scheduler.encode())
+            if scheduler
+            else sd.sd_get_default_scheduler(self._ctx, method)
+        )
+        return method, schedule
+
+    @staticmethod
+    def names(method: int, schedule: int) -> tuple[str, str]:
+        return _sample_method_name(method).decode(), _scheduler_name(schedule).decode()
+
+    def generate(
+        self, job: messages.Generate, seed: int, method: int, schedule: int, on_step: Callable[[int, int], None]
+    ) -> RawImage:
+        """Generate one image, reporting each sampling step."""
+        params = sd.sd_img_gen_params_t()
+        _img_gen_params_init(ctypes.byref(params))
+        prompt, negative = job.prompt.encode(), job.negative_prompt.encode()
+        params.prompt = prompt
+        params.negative_prompt = negative
+        params.width = job.width
+        params.height = job.height
+        params.seed = seed
+        params.batch_count = 1
+        params.sample_params.sample_steps = job.steps
+        params.sample_params.sample_method = method
+        params.sample_params.scheduler = schedule
+        params.sample_params.guidance.txt_cfg = job.cfg_scale
+        params.sample_params.guidance.distilled_guidance = job.guidance
+        params.vae_tiling_params.enabled = job.vae_tiling
+        if job.cache_preset:
+            params.cache.mode = self._cache_mode
+            params.cache.reuse_threshold = CACHE_THRESHOLDS[self._cache_mode][job.cache_preset]
+        self._progress.listener = _SamplingSteps(on_step)
+        try:
+            images = sd.generate_image(self._ctx, ctypes.byref(params))
+        finally:
+            self._progress.listener = None
+        if not images:
+            raise self._log.failure("the native library returned no image")
+        image = images[0]
+        try:
+            if not image.data:
+                raise self._log.failure("the native library returned an empty image")
+            size = image.width * image.height * image.channel
+            return RawImage(ctypes.string_at(image.data, size), image.width, image.height, image.channel)
+        finally:
+            _free_image_data(ctypes.cast(image.data, ctypes.c_void_p))
+            _free_image_data(ctypes.cast(images, ctypes.c_void_p))
+
+
+class _SamplingSteps:
+    """Pass on sampling steps 1..n once each; the same callback also reports VAE tiles after."""
+
+    def __init__(self, on_step: Callable[[int, int], None]) -> None:
+        self._on_step = on_step
+        self._done = False
+
+    def __call__(self, step: int, steps: int) -> None:
+        if self._done or step < 1:
+            return
+        self._on_step(step, steps)
+        self._done = step >= steps

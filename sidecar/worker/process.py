@@ -1,0 +1,132 @@
+"""The front's handle on one worker process: start it, send it requests, notice when it dies."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from . import messages
+
+STDERR_TAIL_LINES = 20
+STOP_GRACE_SECONDS = 2.0
+
+
+def worker_command(log_level: str) -> list[str]:
+    """How to start a worker: the same program as this one, in its worker role."""
+    if getattr(sys, "frozen", False):  # a PyInstaller binary is its own interpreter
+        return [sys.executable, "worker", "--log-level", log_level]
+    return [sys.executable, "-m", "sidecar", "worker", "--log-level", log_level]
+
+
+class WorkerExited(Exception):
+    """The worker process ended while the front was waiting on it."""
+
+    def __init__(self, returncode: int | None, stderr_tail: list[str]) -> None:
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        super().__init__(self.describe())
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.returncode is None or self.returncode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.returncode).name
+        except ValueError:
+            return f"signal {-self.returncode}"
+
+    def describe(self) -> str:
+        how = f"killed by {self.signal_name}" if self.signal_name else f"exited with code {self.returncode}"
+        return f"worker process {how}"
+
+
+class WorkerProcess:
+    def __init__(self, process: anyio.abc.Process, label: str) -> None:
+        self._process = process
+        self._label = label
+        assert process.stdout is not None and process.stdin is not None
+        self._frames = BufferedByteReceiveStream(process.stdout)
+        self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._stderr_done = anyio.Event()
+
+    @classmethod
+    async def start(cls, command: list[str], label: str, task_group: anyio.abc.TaskGroup) -> WorkerProcess:
+        process = await anyio.open_process(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        worker = cls(process, label)
+        task_group.start_soon(worker._relay_stderr)
+        return worker
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    async def request(
+        self, message: messages.ToWorker, on_event: Callable[[messages.FromWorker], None]
+    ) -> messages.FromWorker:
+        """Send one request; pass each event to `on_event` and return the message that ends it.
+
+        Raises WorkerExited if the process dies first.
+        """
+        try:
+            await self._process.stdin.send(messages.frame(message))  # type: ignore[union-attr]
+            while not isinstance(reply := await self._receive(), messages.FINAL):
+                on_event(reply)
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise await self.wait() from None
+        return reply
+
+    async def _receive(self) -> messages.FromWorker:
+        (size,) = messages.HEADER.unpack(await self._frames.receive_exactly(messages.HEADER.size))
+        return messages.from_worker_decoder.decode(await self._frames.receive_exactly(size))
+
+    async def wait(self) -> WorkerExited:
+        """Return once the process has ended, however it ended, with why it ended."""
+        returncode = await self._process.wait()
+        with anyio.move_on_after(STOP_GRACE_SECONDS):  # the last stderr lines say why it died
+            await self._stderr_done.wait()
+        return WorkerExited(returncode, list(self._stderr_tail))
+
+    async def stop(self) -> None:
+        """End the worker: closing its pipe ends it at once; kill it if it lingers."""
+        with anyio.CancelScope(shield=True):
+            await self._process.stdin.aclose()  # type: ignore[union-attr]
+            with anyio.move_on_after(STOP_GRACE_SECONDS):
+                await self._process.wait()
+                return
+            self.kill()
+            await self._process.wait()
+
+    def kill(self) -> None:
+        if self._process.returncode is None:
+            self._process.kill()
+
+    async def _relay_stderr(self) -> None:
+        """Pass the worker's log to ours, line by line, and keep the last lines for crash reports."""
+        pending = b""
+        try:
+            async for chunk in self._process.stderr:  # type: ignore[union-attr]
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self._log(line)
+            if pending:
+                self._log(pending)
+        finally:
+            self._stderr_done.set()
+
+    def _log(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if not line:  # native code's stray blank stdout lines end up here; they say nothing
+            return
+        self._stderr_tail.append(line)
+        sys.stderr.write(f"[{self._label}] {line}\n")
+        sys.stderr.flush()
