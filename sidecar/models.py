@@ -63,6 +63,8 @@ class LoadedModel:
     worker: WorkerProcess
     settings: ModelSettings
     family: str
+    size_multiple: int
+    """Width and height must be multiples of this for the model."""
     load_started: float
     load_ms: float
     gate: FifoGate = field(default_factory=FifoGate)
@@ -196,7 +198,7 @@ class ModelManager:
             await worker.stop()
             raise SidecarError("MODEL_LOAD_FAILED", f"The model could not be loaded: {reply.reason}", reason=reply.reason)
         assert isinstance(reply, messages.Loaded)
-        model = LoadedModel(model_id, worker, settings, reply.family, started, elapsed_ms(started))
+        model = LoadedModel(model_id, worker, settings, reply.family, reply.size_multiple, started, elapsed_ms(started))
         self._models[model_id] = model
         self._task_group.start_soon(self._forget_when_dead, model)
         return model

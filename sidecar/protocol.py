@@ -132,6 +132,8 @@ class LoadModelResult(Struct, kw_only=True):
     """The architecture stable-diffusion.cpp detected, e.g. "SD 1.x Tiny UNet"."""
     alreadyLoaded: bool
     """True when an identical load had already been done (or was under way): nothing was loaded."""
+    sizeMultiple: int
+    """`width` and `height` must be multiples of this for this model (64 for UNet models)."""
 
 
 class LoadModelProgress(Struct, kw_only=True):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -122,16 +122,18 @@ def child_pids(pid: int) -> set[int]:
     return children
 
 
-def alive(pid: int) -> bool:
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether process `pid` (any process, not only a child) ends within `timeout` seconds."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([handle], [], [], timeout)  # readable once it has exited
+        return bool(readable)
+    finally:
+        os.close(handle)
 
 
 def kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
     os.kill(pid, sig)
-
-
-PYTHON_LAUNCHER = [sys.executable, "-m", "sidecar"]

@@ -9,7 +9,7 @@ import time
 import msgspec
 
 from ..context import Method, RequestContext
-from ..errors import SidecarError
+from ..errors import SidecarError, invalid_params
 from ..models import elapsed_ms
 from ..protocol import DiffusionParams, DiffusionProgress, DiffusionResult
 from ..worker import messages
@@ -19,6 +19,9 @@ RANDOM_SEED_RANGE = 2**32
 
 async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResult:
     model = ctx.server.models.get(params.modelId)
+    for field in ("width", "height"):
+        if getattr(params, field) % model.size_multiple:
+            raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")
     seed = secrets.randbelow(RANDOM_SEED_RANGE) if params.seed == -1 else params.seed
     seeds = [seed + index for index in range(params.batch_count)]
     job = messages.Generate(
@@ -36,7 +39,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         cache_preset=params.cache_preset or None,
         model_name=model.settings.name,
     )
-    images: list[bytes] = [b""] * len(seeds)
+    images: list[messages.Image] = []
 
     def on_event(event: messages.FromWorker) -> None:
         if isinstance(event, messages.Tick):
@@ -50,7 +53,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
             )
             ctx.notify("diffusion/progress", tick)
         elif isinstance(event, messages.Image):
-            images[event.index] = event.png
+            images.append(event)
 
     async with model.gate.turn():
         started = time.monotonic()
@@ -59,9 +62,9 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
     stats = model.record(
-        generation_ms=generation_ms, steps=params.steps, width=params.width, height=params.height, seeds=seeds
+        generation_ms=generation_ms, steps=params.steps, width=images[0].width, height=images[0].height, seeds=seeds
     )
-    outputs = [base64.b64encode(png).decode("ascii") for png in images]
+    outputs = [base64.b64encode(image.png).decode("ascii") for image in images]
     return DiffusionResult(outputs=outputs, seeds=seeds, stats=stats)
 
 

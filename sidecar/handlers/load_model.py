@@ -81,7 +81,11 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
 
     model, already_loaded = await ctx.server.models.load(load_key, load, settings, on_progress)
     return LoadModelResult(
-        modelId=model.model_id, modelLoadMs=model.load_ms, modelFamily=model.family, alreadyLoaded=already_loaded
+        modelId=model.model_id,
+        modelLoadMs=model.load_ms,
+        modelFamily=model.family,
+        alreadyLoaded=already_loaded,
+        sizeMultiple=model.size_multiple,
     )
 
 

@@ -35,5 +35,6 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
             height=raw.height,
             model=job.model_name,
         )
-        send(messages.Image(index, seed, encode_png(raw.data, raw.width, raw.height, raw.channels, parameters)))
+        png = encode_png(raw.data, raw.width, raw.height, raw.channels, parameters)
+        send(messages.Image(index, seed, raw.width, raw.height, png))
     send(messages.Generated(sampler_name, scheduler_name))

@@ -69,7 +69,7 @@ def run(log_level: str) -> None:
             except native.NativeError as error:
                 pipe.send(messages.Failed(str(error)))
             else:
-                pipe.send(messages.Loaded(model.family))
+                pipe.send(messages.Loaded(model.family, model.size_multiple))
         elif model is None:
             pipe.send(messages.Failed("no model is loaded in this worker"))
         else:

@@ -14,27 +14,27 @@ from msgspec import Struct
 # --- front -> worker ---------------------------------------------------------------------------
 
 
-class Load(Struct, tag=True):
-    """Create the native context. Option values are native names; None keeps the native default."""
+class Load(Struct, kw_only=True, tag=True):
+    """Create the native context. Fields are `sd_ctx_params_t`'s; None keeps the native default."""
 
-    model_path: str
-    diffusion_model_path: str
-    vae_path: str
-    clip_l_path: str
-    clip_g_path: str
-    t5xxl_path: str
-    llm_path: str
-    n_threads: int | None
-    wtype: str | None
-    prediction: str | None
-    rng_type: str | None
-    sampler_rng_type: str | None
-    lora_apply_mode: str | None
-    keep_clip_on_cpu: bool | None
-    keep_vae_on_cpu: bool | None
-    offload_params_to_cpu: bool | None
-    flash_attn: bool | None
-    diffusion_flash_attn: bool | None
+    model_path: str = ""
+    diffusion_model_path: str = ""
+    vae_path: str = ""
+    clip_l_path: str = ""
+    clip_g_path: str = ""
+    t5xxl_path: str = ""
+    llm_path: str = ""
+    n_threads: int | None = None
+    wtype: str | None = None
+    prediction: str | None = None
+    rng_type: str | None = None
+    sampler_rng_type: str | None = None
+    lora_apply_mode: str | None = None
+    keep_clip_on_cpu: bool | None = None
+    keep_vae_on_cpu: bool | None = None
+    offload_params_to_cpu: bool | None = None
+    flash_attn: bool | None = None
+    diffusion_flash_attn: bool | None = None
 
 
 class Generate(Struct, tag=True):
@@ -69,6 +69,7 @@ class LoadProgress(Struct, tag=True):
 
 class Loaded(Struct, tag=True):
     family: str
+    size_multiple: int
 
 
 class Tick(Struct, tag=True):
@@ -80,6 +81,8 @@ class Tick(Struct, tag=True):
 class Image(Struct, tag=True):
     index: int
     seed: int
+    width: int
+    height: int
     png: bytes
 
 

@@ -146,11 +146,11 @@ class NativeModel:
         if not self._ctx:
             raise self._log.failure("the native library could not create a context for this model")
         self.family = self._log.family or "unknown"
-        self._cache_mode = (
-            sd.SDCacheMode.SD_CACHE_UCACHE
-            if self.family.startswith(UNET_FAMILY_PREFIXES)
-            else sd.SDCacheMode.SD_CACHE_EASYCACHE
-        )
+        is_unet = self.family.startswith(UNET_FAMILY_PREFIXES)
+        self._cache_mode = sd.SDCacheMode.SD_CACHE_UCACHE if is_unet else sd.SDCacheMode.SD_CACHE_EASYCACHE
+        # A UNet halves the latent three times and the VAE scales by 8: the library rounds other
+        # sizes up to a multiple of 64 (silently, as far as the caller can see).
+        self.size_multiple = 64 if is_unet else 8
 
     def resolve_sampling(self, sampling_method: str | None, scheduler: str | None) -> tuple[int, int]:
         """The method and scheduler a generation will use: the caller's, else the model's defaults."""

@@ -58,11 +58,14 @@ class _Call:
         self.on_notification = on_notification
 
 
+_ABSENT = msgspec.Raw(b"")
+
+
 class _Envelope(msgspec.Struct):
     id: int | str | None = None
     method: str | None = None
-    params: msgspec.Raw | None = None
-    result: msgspec.Raw | None = None
+    params: msgspec.Raw = _ABSENT  # msgspec.Raw cannot sit in a union: an empty one means absent
+    result: msgspec.Raw = _ABSENT
     error: dict[str, Any] | None = None
 
 
@@ -171,12 +174,18 @@ class Sidecar:
 
     async def _read(self) -> None:
         assert self._process.stdout is not None
+        returncode = None
         try:
             while line := await self._process.stdout.readline():
-                self._route(msgspec.json.decode(line, type=_Envelope))
+                try:
+                    envelope = msgspec.json.decode(line, type=_Envelope)
+                except msgspec.MsgspecError as error:
+                    print(f"diffusion-sidecar client: skipped a line that is not JSON-RPC ({error})", file=sys.stderr)
+                    continue
+                self._route(envelope)
+            returncode = await self._process.wait()  # stdout closed: the sidecar is exiting
         finally:
             # Whatever is still waiting will never be answered: fail it now instead of hanging.
-            returncode = await self._process.wait()
             for call in self._calls.values():
                 if not call.answer.done():
                     call.answer.set_exception(SidecarExited(returncode))
@@ -186,7 +195,7 @@ class Sidecar:
             owner = msgspec.json.decode(envelope.params or b"{}", type=_RequestIdOnly).requestId
             call = self._calls.get(owner) if isinstance(owner, int) else None
             if call is not None and call.on_notification is not None:
-                call.on_notification(envelope.method, envelope.params)  # type: ignore[arg-type]
+                call.on_notification(envelope.method, envelope.params)
             return
         call = self._calls.get(envelope.id) if isinstance(envelope.id, int) else None
         if call is None or call.answer.done():

@@ -1,0 +1,65 @@
+"""The synthetic-weights model: deterministic bytes, the initialisation the issue asks for."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sidecar.synth_model import load_manifest, tensor_values, write_safetensors
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def test_rewriting_a_file_gives_the_same_bytes(synthetic_model: str, tmp_path: Path) -> None:
+    relative = "vae/diffusion_pytorch_model.safetensors"
+    write_safetensors(tmp_path / "vae.safetensors", load_manifest()[relative])
+    assert _sha256(tmp_path / "vae.safetensors") == _sha256(Path(synthetic_model) / relative)
+
+
+def test_files_hold_every_manifest_tensor_in_fp16(synthetic_model: str) -> None:
+    for relative, tensors in load_manifest().items():
+        path = Path(synthetic_model) / relative
+        with open(path, "rb") as file:
+            header_size = int.from_bytes(file.read(8), "little")
+            header = json.loads(file.read(header_size))
+        header.pop("__metadata__")
+        assert [(name, entry["shape"]) for name, entry in header.items()] == tensors
+        assert {entry["dtype"] for entry in header.values()} == {"F16"}
+        data_size = max(entry["data_offsets"][1] for entry in header.values())
+        assert path.stat().st_size == 8 + header_size + data_size
+
+
+def test_text_encoder_names_carry_the_prefix_stable_diffusion_cpp_expects() -> None:
+    names = [name for name, _ in load_manifest()["text_encoder/model.safetensors"]]
+    assert names and all(name.startswith("text_model.") for name in names)
+
+
+def test_initialisation_is_fan_in_scaled_with_unit_norms_and_zero_biases() -> None:
+    weight = tensor_values("down_blocks.0.resnets.0.conv1.weight", [320, 320, 3, 3]).astype(np.float32)
+    assert abs(weight.std() * math.sqrt(320 * 9) - 1) < 0.02
+    assert abs(weight.mean()) < 1e-3
+    assert np.all(tensor_values("down_blocks.0.resnets.0.norm1.weight", [320]) == 1)
+    assert np.all(tensor_values("down_blocks.0.resnets.0.conv1.bias", [320]) == 0)
+    again = tensor_values("down_blocks.0.resnets.0.conv1.weight", [320, 320, 3, 3])
+    other = tensor_values("down_blocks.0.resnets.0.conv2.weight", [320, 320, 3, 3])
+    assert np.array_equal(weight.astype(np.float16), again) and not np.array_equal(again, other)
+
+
+def test_synth_model_command_prints_the_model_path(synthetic_model: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "synth-model", synthetic_model], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == synthetic_model
+    assert "noise" in json.loads((Path(synthetic_model) / "model_index.json").read_text())["_synthetic"]
