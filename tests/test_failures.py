@@ -1,0 +1,165 @@
+"""When things go wrong: corrupt files, dead workers, a host that leaves. The sidecar stays up,
+every request gets exactly one answer, and no process is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from diffusion_sidecar_client import Sidecar, SidecarExited
+from tests.harness import RawSidecar, child_pids, kill, wait_gone
+
+pytestmark = pytest.mark.anyio
+
+SMALL = {"prompt": "a windmill", "width": 64, "height": 64}
+
+
+@pytest.fixture
+async def raw(tmp_path: Path):
+    sidecar = await RawSidecar.start(stderr_path=tmp_path / "sidecar.stderr")
+    yield sidecar
+    await sidecar.stop()
+    ids = [m["id"] for m in sidecar.messages if "method" not in m and m["id"] is not None]
+    assert len(ids) == len(set(ids)), "a request was answered twice"
+
+
+async def _load(raw: RawSidecar, model_path: str, config: dict | None = None) -> str:
+    response = await raw.call("loadModel", {"modelPath": model_path, "modelConfig": config or {}})
+    return response["result"]["modelId"]
+
+
+async def _start_generation(raw: RawSidecar, model_id: str, steps: int = 20) -> int:
+    """Send a long generation and return its id once its first step has ticked."""
+    request_id = await raw.send("diffusion", {"modelId": model_id, **SMALL, "steps": steps})
+    await raw.wait_for(lambda m: m.get("method") == "diffusion/progress" and m["params"]["requestId"] == request_id)
+    return request_id
+
+
+def _corrupt_files(model: str, folder: Path) -> dict[str, Path]:
+    unet = Path(model) / "unet" / "diffusion_pytorch_model.safetensors"
+    garbage = folder / "garbage.safetensors"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    truncated = folder / "truncated.safetensors"
+    with open(unet, "rb") as source:
+        truncated.write_bytes(source.read(4 << 20))
+    bad_gguf = folder / "bad.gguf"
+    bad_gguf.write_bytes(b"GGUF" + bytes(4096))
+    diffusers = folder / "diffusers"  # intact text encoder and VAE, truncated UNet
+    (diffusers / "unet").mkdir(parents=True)
+    for part in ("vae", "text_encoder"):
+        (diffusers / part).symlink_to(Path(model) / part)
+    (diffusers / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(truncated.read_bytes())
+    return {"garbage": garbage, "truncated": truncated, "bad_gguf": bad_gguf, "truncated_diffusers": diffusers}
+
+
+async def test_corrupt_model_files_fail_the_load_and_the_sidecar_keeps_serving(
+    raw: RawSidecar, synthetic_model: str, tmp_path: Path
+) -> None:
+    for name, path in _corrupt_files(synthetic_model, tmp_path).items():
+        response = await raw.call("loadModel", {"modelPath": str(path)})
+        error = response.get("error")
+        assert error and error["code"] == -32002, (name, response)
+        assert error["data"]["code"] == "MODEL_LOAD_FAILED" and error["data"]["reason"], name
+    assert child_pids(raw.process.pid) == set(), "a failed load left its worker running"
+    assert "serverName" in (await raw.call("initialize"))["result"]
+    # A good model still loads in the same sidecar.
+    assert await _load(raw, synthetic_model)
+
+
+async def test_worker_killed_mid_load(raw: RawSidecar, synthetic_model: str) -> None:
+    request_id = await raw.send("loadModel", {"modelPath": synthetic_model})
+    await raw.wait_for(lambda m: m.get("method") == "loadModel/progress")
+    (worker,) = child_pids(raw.process.pid)
+    kill(worker)
+    error = (await raw.response(request_id))["error"]
+    assert error["data"]["code"] == "MODEL_LOAD_FAILED" and error["data"]["signal"] == "SIGKILL"
+    assert await _load(raw, synthetic_model)
+
+
+async def test_worker_killed_mid_generation(raw: RawSidecar, synthetic_model: str) -> None:
+    model_id = await _load(raw, synthetic_model)
+    (worker,) = child_pids(raw.process.pid)
+    request_id = await _start_generation(raw, model_id)
+    kill(worker)
+    error = (await raw.response(request_id))["error"]
+    assert error["code"] == -32003 and error["data"]["code"] == "WORKER_CRASHED"
+    assert error["data"]["signal"] == "SIGKILL" and error["data"]["modelId"] == model_id
+    assert isinstance(error["data"]["stderr"], list)
+    # The sidecar keeps serving; the model must be loaded again, and then it works.
+    assert "serverName" in (await raw.call("initialize"))["result"]
+    gone = await raw.call("diffusion", {"modelId": model_id, **SMALL, "steps": 1})
+    assert gone["error"]["data"]["code"] == "MODEL_NOT_LOADED"
+    reloaded = await raw.call("loadModel", {"modelPath": synthetic_model})
+    assert reloaded["result"]["modelId"] == model_id and reloaded["result"]["alreadyLoaded"] is False
+    again = await raw.call("diffusion", {"modelId": model_id, **SMALL, "steps": 1})
+    assert len(again["result"]["outputs"]) == 1
+
+
+async def test_requests_queued_behind_a_crash_are_answered_too(raw: RawSidecar, synthetic_model: str) -> None:
+    model_id = await _load(raw, synthetic_model)
+    (worker,) = child_pids(raw.process.pid)
+    running = await _start_generation(raw, model_id)
+    queued = await raw.send("diffusion", {"modelId": model_id, **SMALL, "steps": 1})
+    kill(worker)
+    assert (await raw.response(running))["error"]["data"]["code"] == "WORKER_CRASHED"
+    assert (await raw.response(queued))["error"]["data"]["code"] == "WORKER_CRASHED"
+
+
+async def test_stdin_closed_mid_generation_exits_cleanly_without_orphans(raw: RawSidecar, synthetic_model: str) -> None:
+    model_id = await _load(raw, synthetic_model)
+    workers = child_pids(raw.process.pid)
+    request_id = await _start_generation(raw, model_id)
+    await raw.close_stdin()
+    assert await raw.exit_status(timeout=10) == 0
+    assert [r["error"]["data"]["code"] for r in raw.responses_to(request_id)] == ["SHUTTING_DOWN"]
+    assert all(wait_gone(pid, timeout=5) for pid in workers)
+
+
+async def test_shutdown_answers_pending_work_then_exits_zero(raw: RawSidecar, synthetic_model: str) -> None:
+    model_id = await _load(raw, synthetic_model)
+    workers = child_pids(raw.process.pid)
+    running = await _start_generation(raw, model_id)
+    shutdown = await raw.send("shutdown")
+    assert (await raw.response(shutdown))["result"] is None
+    assert (await raw.response(running))["error"]["data"]["code"] == "SHUTTING_DOWN"
+    assert await raw.exit_status(timeout=10) == 0
+    assert all(wait_gone(pid, timeout=5) for pid in workers)
+
+
+async def test_workers_exit_by_themselves_when_the_sidecar_is_killed(raw: RawSidecar, synthetic_model: str) -> None:
+    await _load(raw, synthetic_model)
+    await _load(raw, synthetic_model, {"threads": 1})
+    workers = child_pids(raw.process.pid)
+    assert len(workers) == 2
+    kill(raw.process.pid)
+    assert all(wait_gone(pid, timeout=5) for pid in workers)
+
+
+async def test_stdout_is_protocol_only_and_native_logs_go_to_stderr(
+    raw: RawSidecar, synthetic_model: str, tmp_path: Path
+) -> None:
+    model_id = await _load(raw, synthetic_model)
+    await raw.call("diffusion", {"modelId": model_id, **SMALL, "steps": 1})
+    await raw.call("shutdown")
+    assert await raw.exit_status() == 0
+    # RawSidecar checked that each stdout line was one JSON-RPC object; the native library's own
+    # output (which it prints to stdout) must have gone to stderr instead.
+    stderr = (tmp_path / "sidecar.stderr").read_text()
+    assert "[native]" in stderr and "generate_image completed" in stderr
+
+
+async def test_client_calls_fail_at_once_when_the_sidecar_dies(synthetic_model: str) -> None:
+    sidecar = await Sidecar.start()
+    model_id = await sidecar.load_model(synthetic_model)
+    call = sidecar.diffusion(modelId=model_id, **SMALL, steps=20)
+    await anext(call.progress_stream)
+    kill(sidecar.pid)
+    with pytest.raises(SidecarExited):
+        await asyncio.wait_for(call.outputs, timeout=10)
+    with pytest.raises(SidecarExited):
+        await call.stats
+    with pytest.raises(SidecarExited):
+        await sidecar.initialize()
