@@ -199,7 +199,7 @@ def test_png_carries_pixels_and_parameters() -> None:
 
 
 def test_pipe_frames_round_trip_with_raw_bytes() -> None:
-    message = messages.Image(index=1, seed=7, png=b"\x89PNG\x00\xff")
+    message = messages.Image(index=1, seed=7, width=8, height=8, png=b"\x89PNG\x00\xff")
     data = messages.frame(message)
     (size,) = messages.HEADER.unpack(data[: messages.HEADER.size])
     assert size == len(data) - messages.HEADER.size
