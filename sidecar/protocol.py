@@ -171,6 +171,8 @@ class DiffusionParams(Params):
     """Omitted: the model's `vae_tiling` load option, else off."""
     cache_preset: CachePreset | UnsetType = UNSET
     """Step caching: UCache on UNet models, EasyCache on DiT models; omitted: no caching."""
+    timeoutMs: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    """A deadline from the request's arrival; past it the request is cancelled (`data.code` TIMEOUT)."""
 
 
 class DiffusionProgress(Struct, kw_only=True):
@@ -220,6 +222,27 @@ class DiffusionResult(Struct, kw_only=True):
     stats: DiffusionStats
 
 
+# --- cancel ------------------------------------------------------------------------------------
+
+
+class CancelParams(Params):
+    """Name exactly one: a request (by its JSON-RPC id) or a model (every request on it)."""
+
+    requestId: RequestId | UnsetType = UNSET
+    modelId: str | UnsetType = UNSET
+
+
+class CancelResult(Struct, kw_only=True):
+    cancelled: int
+    """How many requests were cancelled; each is answered with error -32800 (`CANCELLED`)."""
+
+
+class CancelRequestParams(Struct, kw_only=True):
+    """Notification `$/cancelRequest` (the LSP form): cancel the request with this id."""
+
+    id: RequestId
+
+
 # --- unloadModel, shutdown ---------------------------------------------------------------------
 
 
@@ -234,3 +257,10 @@ class UnloadModelResult(Struct, kw_only=True):
 
 class NoParams(Params):
     pass
+
+
+NOTIFICATIONS: dict[str, type[Struct]] = {
+    "loadModel/progress": LoadModelProgress,
+    "diffusion/progress": DiffusionProgress,
+}
+"""Notifications the sidecar sends, by method name."""
