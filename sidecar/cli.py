@@ -8,8 +8,17 @@ import signal
 import sys
 
 from . import __version__
+from .protocol import Limits
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
+_LIMIT_FLAGS = [
+    ("--max-pixels", "maxPixels", "largest width*height of one image"),
+    ("--max-steps", "maxSteps", "most sampling steps per image"),
+    ("--max-batch-count", "maxBatchCount", "most images per diffusion request"),
+    ("--max-queue", "maxQueue", "most requests waiting on one model; past it QUEUE_FULL"),
+    ("--max-models", "maxModels", "most models loaded at once"),
+    ("--max-line-bytes", "maxLineBytes", "longest input line accepted"),
+]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +36,18 @@ def _parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         default="info",
         help="lowest level of native library log lines written to stderr (default: info)",
+    )
+    defaults = Limits()
+    limits = parser.add_argument_group("limits (reported by `initialize`; checked before any work starts)")
+    for flag, field, help_text in _LIMIT_FLAGS:
+        limits.add_argument(
+            flag, dest=field, type=int, default=getattr(defaults, field), metavar="N",
+            help=f"{help_text} (default: {getattr(defaults, field)})",
+        )  # fmt: skip
+    limits.add_argument(
+        "--models-root",
+        metavar="DIR",
+        help="only load model files that resolve inside DIR (after following `..` and symlinks)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     synth = commands.add_parser(
@@ -62,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from .server import serve
 
-    status = anyio.run(serve, args.log_level)
+    limits = Limits(**{field: getattr(args, field) for _, field, _ in _LIMIT_FLAGS}, modelsRoot=args.models_root)
+    status = anyio.run(serve, args.log_level, limits)
     # Exit now: no thread (a pending stdin read, a blocked write to a host that stopped reading)
     # may hold the process open after the last answer.
     sys.stderr.flush()

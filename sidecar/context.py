@@ -14,8 +14,27 @@ from .backend import BackendProbe
 from .errors import SidecarError
 from .jsonrpc import Notification, encode
 from .models import ModelManager, elapsed_ms
-from .protocol import RequestId
+from .protocol import Limits, RequestId
 from .transport import Outbox
+
+
+@dataclass(eq=False)
+class ActiveRequest:
+    """A request being handled: what `cancel` needs to find it and stop it."""
+
+    method: str
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    model_id: str | None = None
+    running: bool = False
+    """True once it has left its model's queue and runs on the worker."""
+    cancel_reason: SidecarError | None = None
+    partial: dict[str, Any] = field(default_factory=dict)
+    """What the request already made (finished images), returned in the cancel error's data."""
+
+    def cancel(self, reason: SidecarError) -> None:
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+            self.scope.cancel()
 
 
 @dataclass
@@ -23,12 +42,31 @@ class ServerState:
     models: ModelManager
     outbox: Outbox
     backend: BackendProbe
+    limits: Limits
+    active: dict[RequestId | None, ActiveRequest] = field(default_factory=dict)
     stopping: anyio.Event = field(default_factory=anyio.Event)
     """Set once the sidecar is shutting down: no new work, workers are stopped."""
+    shutdown_requested: bool = False
+
+    def cancel(self, *, request_id: RequestId | None = None, model_id: str | None = None, queued_only: bool = False) -> int:
+        """Cancel the matching requests that can be cancelled; return how many were."""
+        count = 0
+        for key, request in list(self.active.items()):
+            matches = key == request_id if model_id is None else request.model_id == model_id
+            if matches and request.model_id is not None and request.cancel_reason is None:
+                if queued_only and request.running:
+                    continue
+                request.cancel(SidecarError("CANCELLED", "Request cancelled", requestId=key))
+                count += 1
+        return count
 
     async def stop(self) -> None:
-        """Refuse new work and end every worker; requests still pending on them are answered."""
+        """Refuse new work, cancel what waits in queues, end every worker; all get an answer."""
+        if self.stopping.is_set():
+            return
         self.stopping.set()
+        for model_id in self.models.ids():
+            self.cancel(model_id=model_id, queued_only=True)
         await self.models.stop_all(SidecarError("SHUTTING_DOWN", "The sidecar is shutting down"))
 
 
@@ -36,6 +74,7 @@ class ServerState:
 class RequestContext:
     server: ServerState
     request_id: RequestId | None
+    active: ActiveRequest
     received_at: float = field(default_factory=time.monotonic)
 
     def notify(self, method: str, params: msgspec.Struct) -> None:
@@ -55,3 +94,4 @@ class Method(Generic[P]):
     name: str
     params: type[P]
     handle: Callable[[P, RequestContext], Awaitable[Any]]
+    allowed_while_stopping: bool = False

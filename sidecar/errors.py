@@ -19,6 +19,12 @@ ERROR_CODES: dict[str, int] = {
     "WORKER_CRASHED": -32003,
     "GENERATION_FAILED": -32004,
     "SHUTTING_DOWN": -32005,
+    "QUEUE_FULL": -32006,
+    "LIMIT_EXCEEDED": -32007,
+    "PATH_NOT_ALLOWED": -32008,
+    # LSP's RequestCancelled; a deadline that passed is a cancel too, told apart by data.code.
+    "CANCELLED": -32800,
+    "TIMEOUT": -32800,
 }
 
 
@@ -38,6 +44,17 @@ class SidecarError(Exception):
 
 def invalid_params(field: str, rule: str, message: str | None = None) -> SidecarError:
     return SidecarError("INVALID_PARAMS", message or f"`{field}`: {rule}", field=field, rule=rule)
+
+
+def limit_exceeded(field: str, limit: str, maximum: int, value: int) -> SidecarError:
+    return SidecarError(
+        "LIMIT_EXCEEDED",
+        f"`{field}` is {value}, over this sidecar's {limit} limit of {maximum}",
+        field=field,
+        limit=limit,
+        max=maximum,
+        value=value,
+    )
 
 
 # msgspec reports "<rule> - at `$.a.b[0]`", or names the field in the rule for missing/unknown ones.

@@ -71,6 +71,29 @@ class BadMessage(Exception):
         self.request_id = request_id
 
 
+_batch_decoder = msgspec.json.Decoder(list[Raw])
+
+
+def decode_line(line: bytes) -> Message | list[Message | BadMessage]:
+    """One line: a message, or a batch (a JSON array) whose bad members are kept in place."""
+    if line.startswith(b"["):
+        try:
+            members = _batch_decoder.decode(line)
+        except msgspec.DecodeError as error:
+            raise BadMessage(SidecarError("PARSE_ERROR", f"Parse error: {error}")) from None
+        if not members:
+            raise BadMessage(SidecarError("INVALID_REQUEST", "Invalid request: an empty batch"))
+        return [_member(bytes(member)) for member in members]
+    return decode_message(line)
+
+
+def _member(raw: bytes) -> Message | BadMessage:
+    try:
+        return decode_message(raw)
+    except BadMessage as bad:
+        return bad
+
+
 def decode_message(line: bytes) -> Message:
     try:
         return _message_decoder.decode(line)
@@ -94,3 +117,7 @@ def error_response(request_id: RequestId | None, error: SidecarError) -> ErrorRe
 
 def encode(message: SuccessResponse | ErrorResponse | Notification) -> bytes:
     return _encoder.encode(message) + b"\n"
+
+
+def encode_batch(messages: list[SuccessResponse | ErrorResponse]) -> bytes:
+    return _encoder.encode(messages) + b"\n"

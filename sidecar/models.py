@@ -6,8 +6,7 @@ import hashlib
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -19,29 +18,51 @@ from .worker import messages
 from .worker.process import WorkerExited, WorkerProcess
 
 
+class Ticket:
+    """A place in a FifoGate's queue, taken when created; `async with` waits for its turn."""
+
+    def __init__(self, queue: deque[Ticket], next_in_line: bool) -> None:
+        self._queue = queue
+        self._turn = anyio.Event()
+        if next_in_line and queue:
+            queue.insert(1, self)
+        else:
+            queue.append(self)
+        if queue[0] is self:
+            self._turn.set()
+
+    async def __aenter__(self) -> None:
+        try:
+            await self._turn.wait()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        was_first = self._queue[0] is self
+        self._queue.remove(self)
+        if was_first and self._queue:
+            self._queue[0]._turn.set()
+
+
 class FifoGate:
     """Lets requests through one at a time, in the order they arrived."""
 
     def __init__(self) -> None:
-        self._queue: deque[anyio.Event] = deque()
+        self._queue: deque[Ticket] = deque()
 
     def __len__(self) -> int:
         return len(self._queue)
 
-    @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        # Joining the queue happens before the first await, so callers keep their arrival order.
-        ticket = anyio.Event()
-        self._queue.append(ticket)
-        try:
-            if self._queue[0] is not ticket:
-                await ticket.wait()
-            yield
-        finally:
-            was_first = self._queue[0] is ticket
-            self._queue.remove(ticket)
-            if was_first and self._queue:
-                self._queue[0].set()
+    def ticket(self, *, next_in_line: bool = False) -> Ticket:
+        """Join the queue now (at its end, or right behind the current holder)."""
+        return Ticket(self._queue, next_in_line)
+
+    def turn(self) -> Ticket:
+        return self.ticket()
 
 
 def elapsed_ms(since: float) -> float:
@@ -57,9 +78,11 @@ class ModelSettings:
     vae_tiling: bool
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedModel:
     model_id: str
+    load: messages.Load
+    """Kept to load the model again into a fresh worker after a cancel."""
     worker: WorkerProcess
     settings: ModelSettings
     family: str
@@ -138,6 +161,17 @@ class ModelManager:
     def model_id(load_key: str) -> str:
         return "model-" + hashlib.sha256(load_key.encode()).hexdigest()[:12]
 
+    def ids(self) -> list[str]:
+        return list(self._models)
+
+    def count(self) -> int:
+        """Models loaded or being loaded."""
+        return len(self._models) + len(self._pending)
+
+    def has(self, model_id: str) -> bool:
+        """Whether this model is loaded or being loaded."""
+        return model_id in self._models or model_id in self._pending
+
     def get(self, model_id: str) -> LoadedModel:
         try:
             return self._models[model_id]
@@ -161,8 +195,15 @@ class ModelManager:
             return pending.model, True
         pending = self._pending[model_id] = _PendingLoad()
         try:
-            pending.model = await self._start(model_id, load, settings, on_progress)
-            return pending.model, False
+            started = time.monotonic()
+            worker, reply = await self._start_worker(load, model_id, on_progress)
+            model = LoadedModel(
+                model_id, load, worker, settings, reply.family, reply.size_multiple, started, elapsed_ms(started)
+            )
+            self._models[model_id] = model
+            self._task_group.start_soon(self._forget_if_it_dies, model, worker)
+            pending.model = model
+            return model, False
         except SidecarError as error:
             pending.error = error
             raise
@@ -170,11 +211,11 @@ class ModelManager:
             del self._pending[model_id]
             pending.done.set()
 
-    async def _start(
-        self, model_id: str, load: messages.Load, settings: ModelSettings, on_progress: Callable[[int, int], None]
-    ) -> LoadedModel:
-        started = time.monotonic()
-        worker = await WorkerProcess.start(self._worker_command, model_id, self._task_group)
+    async def _start_worker(
+        self, load: messages.Load, label: str, on_progress: Callable[[int, int], None]
+    ) -> tuple[WorkerProcess, messages.Loaded]:
+        """A new worker process with the model loaded in it."""
+        worker = await WorkerProcess.start(self._worker_command, label, self._task_group)
         self._starting.add(worker)
         if self._stop_reason is not None:  # shutdown began while the process was starting
             worker.kill()
@@ -192,22 +233,51 @@ class ModelManager:
                 signal=exited.signal_name,
                 stderr=exited.stderr_tail,
             ) from None
+        except BaseException:
+            worker.kill()  # cancelled while loading: the half-loaded worker must not linger
+            raise
         finally:
             self._starting.discard(worker)
         if isinstance(reply, messages.Failed):
             await worker.stop()
             raise SidecarError("MODEL_LOAD_FAILED", f"The model could not be loaded: {reply.reason}", reason=reply.reason)
         assert isinstance(reply, messages.Loaded)
-        model = LoadedModel(model_id, worker, settings, reply.family, reply.size_multiple, started, elapsed_ms(started))
-        self._models[model_id] = model
-        self._task_group.start_soon(self._forget_when_dead, model)
-        return model
+        return worker, reply
 
-    async def _forget_when_dead(self, model: LoadedModel) -> None:
-        exited = await model.worker.wait()
-        if self._models.get(model.model_id) is model:
-            del self._models[model.model_id]
-            print(f"model {model.model_id} is no longer loaded: {exited.describe()}", file=sys.stderr, flush=True)
+    async def _forget_if_it_dies(self, model: LoadedModel, worker: WorkerProcess) -> None:
+        exited = await worker.wait()
+        if worker.ended_on_purpose or self._models.get(model.model_id) is not model:
+            return
+        del self._models[model.model_id]
+        print(f"model {model.model_id} is no longer loaded: {exited.describe()}", file=sys.stderr, flush=True)
+
+    def abandon_running_request(self, model: LoadedModel) -> None:
+        """End a worker in the middle of a request (the library cannot be interrupted otherwise).
+
+        The model comes back in a fresh worker before the next request on it runs: the reload
+        takes the turn right behind the abandoned request.
+        """
+        model.worker.kill()
+        reload_turn = model.gate.ticket(next_in_line=True)
+        self._task_group.start_soon(self._reload, model, reload_turn)
+
+    async def _reload(self, model: LoadedModel, turn: Ticket) -> None:
+        async with turn:
+            if model.stop_reason is not None:
+                return
+            try:
+                worker, _ = await self._start_worker(model.load, model.model_id, lambda loaded, total: None)
+            except SidecarError as error:
+                model.stop_reason = SidecarError(
+                    "MODEL_NOT_LOADED", f"Model {model.model_id} could not be reloaded: {error.message}"
+                )
+                self._models.pop(model.model_id, None)
+                return
+            if model.stop_reason is not None:  # unloaded or shut down while reloading
+                await worker.stop()
+                return
+            model.worker = worker
+            self._task_group.start_soon(self._forget_if_it_dies, model, worker)
 
     async def unload(self, model_id: str) -> None:
         model = self.get(model_id)
@@ -227,3 +297,8 @@ class ModelManager:
             for model in models:
                 model.stop_reason = reason
                 group.start_soon(model.worker.stop)
+
+    def kill_all(self) -> None:
+        """End every worker at once, without waiting (the `exit` notification)."""
+        for worker in [*self._starting, *(model.worker for model in self._models.values())]:
+            worker.kill()

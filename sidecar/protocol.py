@@ -69,9 +69,24 @@ class BackendInfo(Struct, kw_only=True):
 
 
 class Limits(Struct, kw_only=True):
-    maxSide: int
-    """Largest accepted `width` or `height`."""
-    maxSeed: int
+    """What this sidecar accepts; set by its command-line flags, checked before work starts."""
+
+    maxSide: int = MAX_SIDE
+    """Largest `width` or `height` (fixed)."""
+    maxSeed: int = MAX_SAFE_INTEGER
+    """Largest `seed` (fixed: the largest integer a JavaScript number holds exactly)."""
+    maxPixels: int = 2048 * 2048
+    """Largest `width * height` of one image."""
+    maxSteps: int = 150
+    maxBatchCount: int = 16
+    maxQueue: int = 16
+    """Requests waiting on one model (the running one not counted); past it, QUEUE_FULL."""
+    maxModels: int = 4
+    """Models loaded at once (each is a process holding its weights in memory)."""
+    maxLineBytes: int = 64 * 1024 * 1024
+    """Longest accepted input line; a longer one is refused without being read into memory."""
+    modelsRoot: str | None = None
+    """When set, `loadModel` refuses any file that resolves outside this folder."""
 
 
 class InitializeResult(Struct, kw_only=True):
@@ -156,7 +171,7 @@ class DiffusionParams(Params):
     negative_prompt: str = ""
     width: Side = 512
     height: Side = 512
-    steps: Annotated[int, Meta(ge=1, le=1000)] = 20
+    steps: PositiveInt = 20
     cfg_scale: NonNegativeFloat = 7.0
     guidance: NonNegativeFloat = 3.5
     """Distilled guidance, used by FLUX-style models."""
@@ -166,7 +181,7 @@ class DiffusionParams(Params):
     """Omitted: the native per-model choice for the sampling method."""
     seed: Seed = -1
     """-1: the sidecar draws one uniformly from [0, 2^32) and reports it."""
-    batch_count: Annotated[int, Meta(ge=1, le=64)] = 1
+    batch_count: PositiveInt = 1
     vae_tiling: bool | UnsetType = UNSET
     """Omitted: the model's `vae_tiling` load option, else off."""
     cache_preset: CachePreset | UnsetType = UNSET

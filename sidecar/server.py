@@ -2,53 +2,71 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import time
 
 import anyio
 import anyio.abc
 
 from .backend import BackendProbe
-from .context import RequestContext, ServerState
-from .dispatch import dispatch
-from .jsonrpc import BadMessage, decode_message, encode, error_response
+from .context import ServerState
+from .dispatch import dispatch, dispatch_batch
+from .errors import SidecarError
+from .jsonrpc import BadMessage, decode_line, encode, error_response
 from .models import ModelManager
+from .protocol import Limits
 from .stdio_guard import claim_stdout
-from .transport import Outbox, read_lines
+from .transport import Outbox, Oversized, read_lines
 from .worker.process import worker_command
 
 # After the last answer is queued, how long the sidecar waits for it (and for workers) to finish.
-EXIT_GRACE_SECONDS = 5
+EXIT_GRACE_SECONDS = 2
 
 
-async def serve(log_level: str) -> int:
-    """Serve until `shutdown` or end of input; return the exit status."""
+async def serve(log_level: str, limits: Limits) -> int:
+    """Serve until `shutdown`, end of input, SIGTERM or SIGINT; return the exit status."""
     outbox = Outbox(claim_stdout())
     command = worker_command(log_level)
     async with anyio.create_task_group() as background:
         background.start_soon(outbox.run)
         server = ServerState(
-            models=ModelManager(background, command), outbox=outbox, backend=BackendProbe(background, command)
+            models=ModelManager(background, command),
+            outbox=outbox,
+            backend=BackendProbe(background, command),
+            limits=limits,
         )
+        background.start_soon(_stop_on_signals, server)
         async with anyio.create_task_group() as requests:
             with anyio.CancelScope() as reading:
                 background.start_soon(_cancel_when_stopping, server, reading)
                 await _read_requests(server, requests)
-        # Every request has been answered; what is left is to write the answers out.
+        # Every request has been answered; write the answers out, then stop what is left.
         outbox.close()
-        background.cancel_scope.deadline = anyio.current_time() + EXIT_GRACE_SECONDS
+        with anyio.move_on_after(EXIT_GRACE_SECONDS):  # a host that stopped reading can't hold us
+            await outbox.written.wait()
+        background.cancel_scope.cancel()
     return 0
 
 
 async def _read_requests(server: ServerState, requests: anyio.abc.TaskGroup) -> None:
-    async with read_lines(sys.stdin.buffer) as lines:
+    async with read_lines(sys.stdin.buffer, server.limits.maxLineBytes) as lines:
         async for line in lines:
+            received_at = time.monotonic()
             try:
-                message = decode_message(line)
+                if isinstance(line, Oversized):
+                    too_long = SidecarError(
+                        "INVALID_REQUEST", f"The line is longer than the {line.limit}-byte limit", limit="maxLineBytes"
+                    )
+                    raise BadMessage(too_long)
+                decoded = decode_line(line)
             except BadMessage as bad:
                 server.outbox.put(encode(error_response(bad.request_id, bad.error)))
                 continue
-            request_id = None if message.is_notification else message.id
-            requests.start_soon(dispatch, message, RequestContext(server, request_id))
+            if isinstance(decoded, list):
+                requests.start_soon(dispatch_batch, decoded, server, received_at)
+            else:
+                requests.start_soon(dispatch, decoded, server, received_at)
     # End of input: the host is done or gone; shut down as `shutdown` would.
     await server.stop()
 
@@ -56,3 +74,9 @@ async def _read_requests(server: ServerState, requests: anyio.abc.TaskGroup) -> 
 async def _cancel_when_stopping(server: ServerState, reading: anyio.CancelScope) -> None:
     await server.stopping.wait()
     reading.cancel()
+
+
+async def _stop_on_signals(server: ServerState) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            await server.stop()

@@ -20,18 +20,29 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .stdio_guard import write_all
 
 # Lines read ahead of the dispatcher; past that the reader waits, which pushes back on the host.
-READ_AHEAD_LINES = 64
+READ_AHEAD_LINES = 8
+SKIP_CHUNK_BYTES = 1 << 20
 
 
-def read_lines(source: BinaryIO) -> MemoryObjectReceiveStream[bytes]:
+class Oversized:
+    """Stands for a line longer than the limit; its bytes were skipped, never held in memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+
+def read_lines(source: BinaryIO, max_bytes: int) -> MemoryObjectReceiveStream[bytes | Oversized]:
     """Stdin's non-blank lines, stripped, until end of input. Call from the event loop."""
-    send, receive = anyio.create_memory_object_stream[bytes](READ_AHEAD_LINES)
+    send, receive = anyio.create_memory_object_stream[bytes | Oversized](READ_AHEAD_LINES)
     token = anyio.lowlevel.current_token()
 
     def pump() -> None:
         try:
-            for line in source:
-                if line := line.strip():
+            while line := source.readline(max_bytes + 1):
+                if len(line) > max_bytes and not line.endswith(b"\n"):
+                    _skip_rest_of_line(source)
+                    anyio.from_thread.run(send.send, Oversized(max_bytes), token=token)
+                elif line := line.strip():
                     anyio.from_thread.run(send.send, line, token=token)
             anyio.from_thread.run_sync(send.close, token=token)
         except (RuntimeError, anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -39,6 +50,11 @@ def read_lines(source: BinaryIO) -> MemoryObjectReceiveStream[bytes]:
 
     threading.Thread(target=pump, name="stdin-reader", daemon=True).start()
     return receive
+
+
+def _skip_rest_of_line(source: BinaryIO) -> None:
+    while (chunk := source.readline(SKIP_CHUNK_BYTES)) and not chunk.endswith(b"\n"):
+        pass
 
 
 class Outbox:
@@ -50,6 +66,8 @@ class Outbox:
         self._send: MemoryObjectSendStream[bytes] = send
         self._receive: MemoryObjectReceiveStream[bytes] = receive
         self.host_gone = False
+        self.written = anyio.Event()
+        """Set once everything queued before `close` has been written (or the host is gone)."""
 
     def put(self, data: bytes) -> None:
         self._send.send_nowait(data)
@@ -63,6 +81,7 @@ class Outbox:
             async for data in self._receive:
                 if not self.host_gone:
                     await anyio.to_thread.run_sync(self._write, data)
+        self.written.set()
 
     def _write(self, data: bytes) -> None:
         try:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..context import Method
-from . import diffusion, initialize, load_model, shutdown, unload_model
+from . import cancel, cancel_request, diffusion, exit, initialize, load_model, shutdown, unload_model
 
 METHODS: dict[str, Method] = {
-    module.method.name: module.method for module in (initialize, load_model, diffusion, unload_model, shutdown)
+    module.method.name: module.method
+    for module in (initialize, load_model, diffusion, cancel, cancel_request, unload_model, shutdown, exit)
 }

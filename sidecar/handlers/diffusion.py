@@ -6,22 +6,49 @@ import base64
 import secrets
 import time
 
+import anyio
 import msgspec
 
 from ..context import Method, RequestContext
-from ..errors import SidecarError, invalid_params
-from ..models import elapsed_ms
-from ..protocol import DiffusionParams, DiffusionProgress, DiffusionResult
+from ..errors import SidecarError, invalid_params, limit_exceeded
+from ..models import LoadedModel, elapsed_ms
+from ..protocol import DiffusionParams, DiffusionProgress, DiffusionResult, Limits
 from ..worker import messages
 
 RANDOM_SEED_RANGE = 2**32
 
 
-async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResult:
-    model = ctx.server.models.get(params.modelId)
+def check_limits(params: DiffusionParams, model: LoadedModel, limits: Limits) -> None:
+    """Everything refused before any work starts, beyond what the params' types already check."""
     for field in ("width", "height"):
         if getattr(params, field) % model.size_multiple:
             raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")
+    if params.width * params.height > limits.maxPixels:
+        raise limit_exceeded("width", "maxPixels", limits.maxPixels, params.width * params.height)
+    if params.steps > limits.maxSteps:
+        raise limit_exceeded("steps", "maxSteps", limits.maxSteps, params.steps)
+    if params.batch_count > limits.maxBatchCount:
+        raise limit_exceeded("batch_count", "maxBatchCount", limits.maxBatchCount, params.batch_count)
+    if params.seed + params.batch_count - 1 > limits.maxSeed:
+        raise invalid_params("seed", f"seed + batch_count - 1 must be <= {limits.maxSeed}")
+    queued = max(len(model.gate) - 1, 0)  # the request at the head of the gate is running
+    if queued >= limits.maxQueue:
+        raise SidecarError(
+            "QUEUE_FULL",
+            f"Model {model.model_id} already has {queued} requests waiting (maxQueue {limits.maxQueue})",
+            modelId=model.model_id,
+            limit="maxQueue",
+            max=limits.maxQueue,
+        )
+
+
+async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResult:
+    models = ctx.server.models
+    model = models.get(params.modelId)
+    check_limits(params, model, ctx.server.limits)
+    ctx.active.model_id = model.model_id
+    if params.timeoutMs:
+        ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
     seed = secrets.randbelow(RANDOM_SEED_RANGE) if params.seed == -1 else params.seed
     seeds = [seed + index for index in range(params.batch_count)]
     job = messages.Generate(
@@ -40,6 +67,8 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         model_name=model.settings.name,
     )
     images: list[messages.Image] = []
+    # A cancel or timeout answers with the images already finished (dispatch adds these).
+    ctx.active.partial = {"outputs": [], "seeds": []}
 
     def on_event(event: messages.FromWorker) -> None:
         if isinstance(event, messages.Tick):
@@ -54,18 +83,28 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
             ctx.notify("diffusion/progress", tick)
         elif isinstance(event, messages.Image):
             images.append(event)
+            ctx.active.partial["outputs"].append(_base64(event.png))
+            ctx.active.partial["seeds"].append(event.seed)
 
     async with model.gate.turn():
+        ctx.active.running = True
         started = time.monotonic()
-        outcome = await model.request(job, on_event)
+        try:
+            outcome = await model.request(job, on_event)
+        except anyio.get_cancelled_exc_class():
+            models.abandon_running_request(model)
+            raise
         generation_ms = elapsed_ms(started)
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
     stats = model.record(
         generation_ms=generation_ms, steps=params.steps, width=images[0].width, height=images[0].height, seeds=seeds
     )
-    outputs = [base64.b64encode(image.png).decode("ascii") for image in images]
-    return DiffusionResult(outputs=outputs, seeds=seeds, stats=stats)
+    return DiffusionResult(outputs=ctx.active.partial["outputs"], seeds=seeds, stats=stats)
+
+
+def _base64(png: bytes) -> str:
+    return base64.b64encode(png).decode("ascii")
 
 
 method = Method("diffusion", DiffusionParams, handle)

@@ -7,12 +7,9 @@ from typing import get_args
 from .. import __version__
 from ..context import Method, RequestContext
 from ..protocol import (
-    MAX_SAFE_INTEGER,
-    MAX_SIDE,
     CachePreset,
     InitializeParams,
     InitializeResult,
-    Limits,
     SamplingMethod,
     Scheduler,
     WeightType,
@@ -31,7 +28,7 @@ async def handle(params: InitializeParams, ctx: RequestContext) -> InitializeRes
         schedulers=list(get_args(Scheduler)),
         cachePresets=list(get_args(CachePreset)),
         weightTypes=list(get_args(WeightType)),
-        limits=Limits(maxSide=MAX_SIDE, maxSeed=MAX_SAFE_INTEGER),
+        limits=ctx.server.limits,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from ..context import Method, RequestContext
-from ..errors import invalid_params
+from ..errors import SidecarError, invalid_params
 from ..models import ModelSettings
 from ..protocol import COMPANION_FILES, TEXT_ENCODER_FILES, LoadModelParams, LoadModelProgress, LoadModelResult
 from ..worker import messages
@@ -18,9 +18,11 @@ MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".gguf", ".pt", ".pth")
 DIFFUSERS_UNET = Path("unet") / "diffusion_pytorch_model.safetensors"
 
 
-def checked_file(field: str, value: str, *, allow_folder: bool = False) -> str:
-    """The absolute path of a model file the worker will be able to open, or an INVALID_PARAMS error."""
+def checked_file(field: str, value: str, root: str | None, *, allow_folder: bool = False) -> str:
+    """The absolute path of a model file the worker will be able to open, or an error naming `field`."""
     path = Path(value).expanduser()
+    if root is not None and value:
+        _check_inside(field, path, Path(root))
     if not value or not path.exists():
         kind = "an existing model file or diffusers folder" if allow_folder else "an existing file"
         raise invalid_params(field, f"must name {kind}", f"`{field}`: no such file: {value!r}")
@@ -41,11 +43,24 @@ def checked_file(field: str, value: str, *, allow_folder: bool = False) -> str:
     return str(path.resolve())
 
 
+def _check_inside(field: str, path: Path, root: Path) -> None:
+    # Resolving follows every symlink and `..`, so what is checked is what would be opened.
+    resolved, allowed = path.resolve(), root.resolve()
+    if not resolved.is_relative_to(allowed):
+        raise SidecarError(
+            "PATH_NOT_ALLOWED",
+            f"`{field}` resolves outside the models folder this sidecar may read ({allowed})",
+            field=field,
+            rule=f"must resolve inside {allowed}",
+        )
+
+
 async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResult:
     config = params.modelConfig
-    model_path = checked_file("modelPath", params.modelPath, allow_folder=True)
+    root = ctx.server.limits.modelsRoot
+    model_path = checked_file("modelPath", params.modelPath, root, allow_folder=True)
     companions = {
-        name: checked_file(f"modelConfig.{name}", value)
+        name: checked_file(f"modelConfig.{name}", value, root)
         for name in COMPANION_FILES
         if isinstance(value := getattr(config, name), str)
     }
@@ -79,7 +94,15 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         progress = LoadModelProgress(requestId=ctx.request_id, loaded=loaded, total=total, elapsedMs=ctx.elapsed_ms())
         ctx.notify("loadModel/progress", progress)
 
-    model, already_loaded = await ctx.server.models.load(load_key, load, settings, on_progress)
+    models, limit = ctx.server.models, ctx.server.limits.maxModels
+    if models.count() >= limit and not models.has(models.model_id(load_key)):
+        raise SidecarError(
+            "LIMIT_EXCEEDED",
+            f"{limit} models are already loaded (maxModels); unload one first",
+            limit="maxModels",
+            max=limit,
+        )
+    model, already_loaded = await models.load(load_key, load, settings, on_progress)
     return LoadModelResult(
         modelId=model.model_id,
         modelLoadMs=model.load_ms,

@@ -55,6 +55,8 @@ class WorkerProcess:
         self._frames = BufferedByteReceiveStream(process.stdout)
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._stderr_done = anyio.Event()
+        self.ended_on_purpose = False
+        """True once the front has stopped or killed it: its death is no crash."""
 
     @classmethod
     async def start(cls, command: list[str], label: str, task_group: anyio.abc.TaskGroup) -> WorkerProcess:
@@ -97,6 +99,7 @@ class WorkerProcess:
 
     async def stop(self) -> None:
         """End the worker: closing its pipe ends it at once; kill it if it lingers."""
+        self.ended_on_purpose = True
         with anyio.CancelScope(shield=True):
             await self._process.stdin.aclose()  # type: ignore[union-attr]
             with anyio.move_on_after(STOP_GRACE_SECONDS):
@@ -106,6 +109,7 @@ class WorkerProcess:
             await self._process.wait()
 
     def kill(self) -> None:
+        self.ended_on_purpose = True
         if self._process.returncode is None:
             self._process.kill()
 
