@@ -23,15 +23,21 @@ class RawSidecar:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.messages: list[dict[str, Any]] = []
+        """Every message received; the members of a batch response each count as one."""
+        self.lines: list[Any] = []
+        """Every stdout line, decoded: an object, or a list for a batch response."""
         self._next_id = 1000
         self._arrived = asyncio.Condition()
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def start(cls, command: Sequence[str] | None = None, stderr_path: Path | None = None) -> RawSidecar:
+    async def start(
+        cls, *flags: str, command: Sequence[str] | None = None, stderr_path: Path | None = None
+    ) -> RawSidecar:
         stderr = open(stderr_path, "wb") if stderr_path else None
         process = await asyncio.create_subprocess_exec(
             *(command or default_command()),
+            *flags,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
@@ -43,10 +49,13 @@ class RawSidecar:
         assert self.process.stdout is not None
         while line := await self.process.stdout.readline():
             assert line.endswith(b"\n"), f"unterminated stdout line: {line[:200]!r}"
-            message = msgspec.json.decode(line)  # raises on anything that is not JSON
-            assert isinstance(message, dict) and message.get("jsonrpc") == "2.0", f"not JSON-RPC: {line[:200]!r}"
+            decoded = msgspec.json.decode(line)  # raises on anything that is not JSON
+            batch = decoded if isinstance(decoded, list) else [decoded]
+            for message in batch:
+                assert isinstance(message, dict) and message.get("jsonrpc") == "2.0", f"not JSON-RPC: {line[:200]!r}"
             async with self._arrived:
-                self.messages.append(message)
+                self.lines.append(decoded)
+                self.messages.extend(batch)
                 self._arrived.notify_all()
 
     async def send_line(self, data: bytes) -> None:
