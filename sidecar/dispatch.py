@@ -12,7 +12,17 @@ import msgspec
 from .context import ActiveRequest, RequestContext, ServerState
 from .errors import SidecarError, from_validation_error
 from .handlers import METHODS
-from .jsonrpc import BadMessage, ErrorResponse, Message, SuccessResponse, encode, encode_batch, error_response
+from .jsonrpc import (
+    UNDECODABLE,
+    BadMessage,
+    ErrorResponse,
+    Message,
+    SuccessResponse,
+    encode,
+    encode_batch,
+    error_response,
+    parse_error,
+)
 
 Response = SuccessResponse | ErrorResponse
 
@@ -80,4 +90,6 @@ async def _call(message: Message, ctx: RequestContext) -> object:
         params = msgspec.json.decode(message.params, type=method.params)
     except msgspec.ValidationError as error:
         raise from_validation_error(error) from None
+    except UNDECODABLE as error:
+        raise parse_error(error) from None
     return await method.handle(params, ctx)

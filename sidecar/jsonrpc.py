@@ -52,12 +52,6 @@ class Notification(Struct, kw_only=True):
     params: Any
 
 
-class _IdOnly(Struct):
-    """What can be salvaged from an object that is not a valid request."""
-
-    id: RequestId | None = None
-
-
 _message_decoder = msgspec.json.Decoder(Message)
 _encoder = msgspec.json.Encoder()
 
@@ -73,14 +67,18 @@ class BadMessage(Exception):
 
 _batch_decoder = msgspec.json.Decoder(list[Raw])
 
+# Besides DecodeError, msgspec raises RecursionError for JSON nested deeper than it decodes and
+# UnicodeDecodeError for strings that are not UTF-8: none of them is valid JSON text.
+UNDECODABLE = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+
 
 def decode_line(line: bytes) -> Message | list[Message | BadMessage]:
     """One line: a message, or a batch (a JSON array) whose bad members are kept in place."""
     if line.startswith(b"["):
         try:
             members = _batch_decoder.decode(line)
-        except msgspec.DecodeError as error:
-            raise BadMessage(SidecarError("PARSE_ERROR", f"Parse error: {error}")) from None
+        except UNDECODABLE as error:
+            raise _parse_error(error) from None
         if not members:
             raise BadMessage(SidecarError("INVALID_REQUEST", "Invalid request: an empty batch"))
         return [_member(bytes(member)) for member in members]
@@ -100,15 +98,32 @@ def decode_message(line: bytes) -> Message:
     except msgspec.ValidationError as error:
         invalid = SidecarError("INVALID_REQUEST", f"Invalid request: {error}")
         raise BadMessage(invalid, _salvage_id(line)) from None
-    except msgspec.DecodeError as error:
-        raise BadMessage(SidecarError("PARSE_ERROR", f"Parse error: {error}")) from None
+    except UNDECODABLE as error:
+        raise _parse_error(error) from None
+
+
+def parse_error(error: Exception) -> SidecarError:
+    reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+    return SidecarError("PARSE_ERROR", f"Parse error: {reason}")
+
+
+def _parse_error(error: Exception) -> BadMessage:
+    return BadMessage(parse_error(error))
 
 
 def _salvage_id(line: bytes) -> RequestId | None:
+    """The id of a valid-JSON line that is not a valid request, if it has a usable one.
+
+    The typed decoder stops at the first wrong shape, before it sees the whole line: a line that
+    is not JSON at all must still be a parse error, which outranks an invalid request.
+    """
     try:
-        return msgspec.json.decode(line, type=_IdOnly).id
-    except msgspec.MsgspecError:
-        return None
+        value = msgspec.json.decode(line)
+    except UNDECODABLE as error:
+        raise _parse_error(error) from None
+    if isinstance(value, dict) and isinstance(request_id := value.get("id"), (int, str)) and not isinstance(request_id, bool):
+        return request_id
+    return None
 
 
 def error_response(request_id: RequestId | None, error: SidecarError) -> ErrorResponse:

@@ -186,7 +186,7 @@ class DiffusionParams(Params):
     """Omitted: the model's `vae_tiling` load option, else off."""
     cache_preset: CachePreset | UnsetType = UNSET
     """Step caching: UCache on UNet models, EasyCache on DiT models; omitted: no caching."""
-    timeoutMs: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    timeoutMs: Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)] | UnsetType = UNSET
     """A deadline from the request's arrival; past it the request is cancelled (`data.code` TIMEOUT)."""
 
 

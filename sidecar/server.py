@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+import traceback
 
 import anyio
 import anyio.abc
@@ -62,6 +63,10 @@ async def _read_requests(server: ServerState, requests: anyio.abc.TaskGroup) -> 
                 decoded = decode_line(line)
             except BadMessage as bad:
                 server.outbox.put(encode(error_response(bad.request_id, bad.error)))
+                continue
+            except Exception:  # a decoder bug must not end the sidecar: answer it and go on
+                traceback.print_exc(file=sys.stderr)
+                server.outbox.put(encode(error_response(None, SidecarError("INTERNAL_ERROR", "Internal error"))))
                 continue
             if isinstance(decoded, list):
                 requests.start_soon(dispatch_batch, decoded, server, received_at)

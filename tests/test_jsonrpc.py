@@ -105,3 +105,19 @@ async def test_requests_after_shutdown_began_are_refused(raw: RawSidecar, synthe
     assert reply[0] == {"jsonrpc": "2.0", "id": "stop", "result": None}
     assert reply[1]["error"]["data"]["code"] == "SHUTTING_DOWN"
     assert [r["error"]["data"]["code"] for r in raw.responses_to(running)] == ["SHUTTING_DOWN"]
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "request_id"),
+    [
+        # Found by the fuzzer: msgspec raises RecursionError and UnicodeDecodeError, not DecodeError.
+        (b"[" * 5000 + b"]" * 5000, -32700, None),
+        (b'{"jsonrpc":"2.0","id":3,"method":"diffusion","params":{"x":' + b"[" * 5000 + b"]" * 5000 + b"}}", -32700, None),
+        (b'{"jsonrpc":"2.0","id":4,"method":"diffusion","params":{"prompt":"\x80"}}', -32700, 4),
+        (b'"\x80"', -32700, None),
+        (b"0\x00", -32700, None),
+    ],
+)
+async def test_undecodable_input_is_a_parse_error(raw: RawSidecar, line: bytes, code: int, request_id: object) -> None:
+    (reply,) = await _line_after(raw, line)
+    assert reply["error"]["code"] == code and reply["id"] == request_id

@@ -18,11 +18,8 @@ from ..worker import messages
 RANDOM_SEED_RANGE = 2**32
 
 
-def check_limits(params: DiffusionParams, model: LoadedModel, limits: Limits) -> None:
-    """Everything refused before any work starts, beyond what the params' types already check."""
-    for field in ("width", "height"):
-        if getattr(params, field) % model.size_multiple:
-            raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")
+def check_limits(params: DiffusionParams, limits: Limits) -> None:
+    """The sidecar's limits, beyond what the params' types already check."""
     if params.width * params.height > limits.maxPixels:
         raise limit_exceeded("width", "maxPixels", limits.maxPixels, params.width * params.height)
     if params.steps > limits.maxSteps:
@@ -31,6 +28,13 @@ def check_limits(params: DiffusionParams, model: LoadedModel, limits: Limits) ->
         raise limit_exceeded("batch_count", "maxBatchCount", limits.maxBatchCount, params.batch_count)
     if params.seed + params.batch_count - 1 > limits.maxSeed:
         raise invalid_params("seed", f"seed + batch_count - 1 must be <= {limits.maxSeed}")
+
+
+def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits) -> None:
+    """What depends on the model: the sizes it can make, the room left in its queue."""
+    for field in ("width", "height"):
+        if getattr(params, field) % model.size_multiple:
+            raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")
     queued = max(len(model.gate) - 1, 0)  # the request at the head of the gate is running
     if queued >= limits.maxQueue:
         raise SidecarError(
@@ -43,9 +47,10 @@ def check_limits(params: DiffusionParams, model: LoadedModel, limits: Limits) ->
 
 
 async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResult:
+    check_limits(params, ctx.server.limits)
     models = ctx.server.models
     model = models.get(params.modelId)
-    check_limits(params, model, ctx.server.limits)
+    check_fits_model(params, model, ctx.server.limits)
     ctx.active.model_id = model.model_id
     if params.timeoutMs:
         ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
