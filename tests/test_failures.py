@@ -113,9 +113,9 @@ async def test_stdin_closed_mid_generation_exits_cleanly_without_orphans(raw: Ra
     workers = child_pids(raw.process.pid)
     request_id = await _start_generation(raw, model_id)
     await raw.close_stdin()
-    assert await raw.exit_status(timeout=10) == 0
+    assert await raw.exit_status(timeout=2) == 0
     assert [r["error"]["data"]["code"] for r in raw.responses_to(request_id)] == ["SHUTTING_DOWN"]
-    assert all(wait_gone(pid, timeout=5) for pid in workers)
+    assert all(wait_gone(pid, timeout=2) for pid in workers)
 
 
 async def test_shutdown_answers_pending_work_then_exits_zero(raw: RawSidecar, synthetic_model: str) -> None:
@@ -135,7 +135,7 @@ async def test_workers_exit_by_themselves_when_the_sidecar_is_killed(raw: RawSid
     workers = child_pids(raw.process.pid)
     assert len(workers) == 2
     kill(raw.process.pid)
-    assert all(wait_gone(pid, timeout=5) for pid in workers)
+    assert all(wait_gone(pid, timeout=2) for pid in workers)
 
 
 async def test_stdout_is_protocol_only_and_native_logs_go_to_stderr(
