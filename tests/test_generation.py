@@ -231,3 +231,16 @@ async def test_sizes_the_model_cannot_make_exactly_are_refused(sidecar: Sidecar,
         await _generate(sidecar, model_id, height=96)
     assert refused.value.code == -32602
     assert refused.value.data["field"] == "height" and "multiple of 64" in refused.value.data["rule"]
+
+
+async def test_client_cancel_names_its_own_generation(sidecar: Sidecar, model_id: str) -> None:
+    running = sidecar.diffusion(modelId=model_id, **{**SMALL, "steps": 30})
+    queued = sidecar.diffusion(modelId=model_id, **SMALL)
+    assert await queued.cancel() is True  # sent right after the diffusion request, and reaches it
+    with pytest.raises(SidecarError) as cancelled:
+        await queued.outputs
+    assert cancelled.value.code == -32800 and cancelled.value.data_code == "CANCELLED"
+    assert await running.cancel() is True
+    with pytest.raises(SidecarError):
+        await running.stats
+    assert await running.cancel() is False

@@ -14,6 +14,7 @@ from typing import IO, Any
 import msgspec
 
 from sidecar.protocol import (
+    CancelResult,
     DiffusionProgress,
     DiffusionResult,
     DiffusionStats,
@@ -76,7 +77,16 @@ class _RequestIdOnly(msgspec.Struct):
 class DiffusionCall:
     """What `diffusion()` returns at once, as the seed API does: a stream of ticks, then results."""
 
-    def __init__(self, answer: asyncio.Future[DiffusionResult], ticks: asyncio.Queue[DiffusionProgress | None]) -> None:
+    def __init__(
+        self,
+        sidecar: Sidecar,
+        request_id: int,
+        answer: asyncio.Future[DiffusionResult],
+        ticks: asyncio.Queue[DiffusionProgress | None],
+    ) -> None:
+        self._sidecar = sidecar
+        self.request_id = request_id
+        """The JSON-RPC id of this generation, which `cancel` names."""
         self._answer = answer
         self._ticks = ticks
         loop = asyncio.get_running_loop()
@@ -100,6 +110,10 @@ class DiffusionCall:
             self.seeds.set_result(result.seeds)
         self._ticks.put_nowait(None)
 
+    async def cancel(self) -> bool:
+        """Cancel this generation; True if it was still pending. Its outputs then raise CANCELLED."""
+        return await self._sidecar.cancel(request_id=self.request_id) > 0
+
     @property
     def progress_stream(self) -> AsyncIterator[DiffusionProgress]:
         return self._progress()
@@ -117,7 +131,6 @@ class Sidecar:
         self._process = process
         self._ids = itertools.count(1)
         self._calls: dict[int, _Call] = {}
-        self._write_lock = asyncio.Lock()
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
@@ -152,25 +165,34 @@ class Sidecar:
     ) -> msgspec.Raw:
         """Send one request; return the raw `result`, or raise SidecarError with its error."""
         request_id = next(self._ids)
-        call = self._calls[request_id] = _Call(on_notification)
+        return await self._answer(request_id, self._send_now(request_id, method, params, on_notification))
+
+    def _send_now(
+        self,
+        request_id: int,
+        method: str,
+        params: Any,
+        on_notification: Callable[[str, msgspec.Raw], None] | None,
+    ) -> _Call:
+        """Write the request before returning: requests reach the sidecar in the order they were made."""
+        if self._process.returncode is not None or self._process.stdin is None:
+            raise SidecarExited(self._process.returncode)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
+        call = self._calls[request_id] = _Call(on_notification)
+        self._process.stdin.write(msgspec.json.encode(message) + b"\n")
+        return call
+
+    async def _answer(self, request_id: int, call: _Call) -> msgspec.Raw:
         try:
-            await self._send(msgspec.json.encode(message) + b"\n")
+            try:
+                await self._process.stdin.drain()  # type: ignore[union-attr]
+            except (BrokenPipeError, ConnectionResetError):
+                raise SidecarExited(await self._process.wait()) from None
             return await call.answer
         finally:
             self._calls.pop(request_id, None)
-
-    async def _send(self, line: bytes) -> None:
-        if self._process.returncode is not None or self._process.stdin is None:
-            raise SidecarExited(self._process.returncode)
-        async with self._write_lock:
-            try:
-                self._process.stdin.write(line)
-                await self._process.stdin.drain()
-            except (BrokenPipeError, ConnectionResetError):
-                raise SidecarExited(await self._process.wait()) from None
 
     async def _read(self) -> None:
         assert self._process.stdout is not None
@@ -240,10 +262,24 @@ class Sidecar:
         def notified(_method: str, raw: msgspec.Raw) -> None:
             ticks.put_nowait(msgspec.json.decode(raw, type=DiffusionProgress))
 
-        async def run() -> DiffusionResult:
-            return msgspec.json.decode(await self.request("diffusion", params, notified), type=DiffusionResult)
+        request_id = next(self._ids)
+        loop = asyncio.get_running_loop()
+        try:
+            call = self._send_now(request_id, "diffusion", params, notified)
+        except SidecarExited as exited:
+            failed: asyncio.Future[DiffusionResult] = loop.create_future()
+            failed.set_exception(exited)
+            return DiffusionCall(self, request_id, failed, ticks)
 
-        return DiffusionCall(asyncio.get_running_loop().create_task(run()), ticks)
+        async def answer() -> DiffusionResult:
+            return msgspec.json.decode(await self._answer(request_id, call), type=DiffusionResult)
+
+        return DiffusionCall(self, request_id, loop.create_task(answer()), ticks)
+
+    async def cancel(self, *, request_id: int | None = None, model_id: str | None = None) -> int:
+        """Cancel one request or every request on a model; return how many were cancelled."""
+        params = {"requestId": request_id} if model_id is None else {"modelId": model_id}
+        return msgspec.json.decode(await self.request("cancel", params), type=CancelResult).cancelled
 
     async def unload_model(self, model_id: str) -> None:
         await self.request("unloadModel", {"modelId": model_id})
