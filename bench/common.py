@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
+import sys
 from pathlib import Path
 
 from sidecar.synth_model import default_cache_dir, write_synthetic_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the benchmarks share the tests' helpers
+from tests.harness import child_pids  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -21,19 +24,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise LookupError(f"no VmRSS for {pid}")
-
-
-def child_pids(pid: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry))
-    return sorted(children)
 
 
 def summary(values: list[float]) -> dict[str, float]:

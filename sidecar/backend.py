@@ -33,7 +33,7 @@ class BackendProbe:
             facts = await worker.request(messages.Probe(), lambda _event: None)
         except WorkerExited as exited:
             raise SidecarError(
-                "WORKER_CRASHED", f"The backend probe failed: {exited.describe()}", stderr=exited.stderr_tail
+                "WORKER_CRASHED", f"The backend probe failed: {exited.describe()}", **exited.details()
             ) from None
         finally:
             await worker.stop()

@@ -112,9 +112,7 @@ class LoadedModel:
                 f"The worker process of model {self.model_id} died ({exited.describe()}); "
                 "load the model again to use it",
                 modelId=self.model_id,
-                exitCode=exited.returncode,
-                signal=exited.signal_name,
-                stderr=exited.stderr_tail,
+                **exited.details(),
             ) from None
 
     def record(self, *, generation_ms: float, steps: int, width: int, height: int, seeds: list[int]) -> DiffusionStats:
@@ -229,9 +227,7 @@ class ModelManager:
                 f"Loading the model crashed its worker process ({exited.describe()}); "
                 "the file is likely corrupt or not a supported model",
                 reason=exited.stderr_tail[-1] if exited.stderr_tail else exited.describe(),
-                exitCode=exited.returncode,
-                signal=exited.signal_name,
-                stderr=exited.stderr_tail,
+                **exited.details(),
             ) from None
         except BaseException:
             worker.kill()  # cancelled while loading: the half-loaded worker must not linger

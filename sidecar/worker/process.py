@@ -42,6 +42,10 @@ class WorkerExited(Exception):
         except ValueError:
             return f"signal {-self.returncode}"
 
+    def details(self) -> dict[str, object]:
+        """What an error's `data` says about the exit."""
+        return {"exitCode": self.returncode, "signal": self.signal_name, "stderr": self.stderr_tail}
+
     def describe(self) -> str:
         how = f"killed by {self.signal_name}" if self.signal_name else f"exited with code {self.returncode}"
         return f"worker process {how}"
