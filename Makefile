@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test schemas clean
 
 # pip keeps the compiled stable-diffusion.cpp wheel in its cache: only the first install builds it.
 $(INSTALLED): pyproject.toml
@@ -20,6 +20,11 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+	node --test host_clients/node/test/
+
+# schemas/ is generated from sidecar/protocol.py; tests/test_schemas.py fails when it is stale.
+schemas: $(INSTALLED)
+	$(PY) -m sidecar.schemas
 
 clean:
 	rm -rf $(VENV) out build/dist build/work

@@ -1,0 +1,266 @@
+// Types of diffusion-sidecar-client. The protocol types mirror the JSON Schemas in schemas/ (which
+// are generated from the sidecar's own msgspec Structs); test/types.test.js fails when a property,
+// its optionality or its type differs from them.
+
+import type { Readable, Writable } from "node:stream";
+
+// --- value lists ---------------------------------------------------------------------------------
+
+export type SamplingMethod =
+  | "euler" | "euler_a" | "heun" | "dpm2" | "dpm++2s_a" | "dpm++2m" | "dpm++2mv2" | "ipndm"
+  | "ipndm_v" | "lcm" | "ddim_trailing" | "tcd" | "res_multistep" | "res_2s" | "er_sde";
+export type Scheduler =
+  | "discrete" | "karras" | "exponential" | "ays" | "gits" | "sgm_uniform" | "simple"
+  | "smoothstep" | "kl_optimal" | "lcm" | "bong_tangent";
+export type CachePreset = "slow" | "medium" | "fast" | "ultra";
+export type WeightType =
+  | "f32" | "f16" | "bf16" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q8_0" | "q2_K" | "q3_K"
+  | "q4_K" | "q5_K" | "q6_K";
+export type Prediction = "eps" | "v" | "edm_v" | "sd3_flow" | "flux_flow" | "flux2_flow";
+export type RngType = "std_default" | "cuda" | "cpu";
+export type LoraApplyMode = "auto" | "immediately" | "at_runtime";
+export type RequestId = number | string;
+
+/** `error.data.code` of every error the sidecar sends, plus the client's own SIDECAR_EXITED. */
+export type ErrorCode =
+  | "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "INTERNAL_ERROR"
+  | "MODEL_NOT_LOADED" | "MODEL_LOAD_FAILED" | "WORKER_CRASHED" | "GENERATION_FAILED"
+  | "SHUTTING_DOWN" | "QUEUE_FULL" | "LIMIT_EXCEEDED" | "PATH_NOT_ALLOWED" | "CANCELLED"
+  | "TIMEOUT" | "SIDECAR_EXITED";
+
+// --- diffusion (QVAC's names) --------------------------------------------------------------------
+
+/** QVAC's `DiffusionClientParams`; omitted fields take the native library's defaults. */
+export interface DiffusionClientParams {
+  modelId: string;
+  prompt: string;
+  negative_prompt?: string;
+  /** Pixels; a multiple of the model's `sizeMultiple` (64 for UNet models). Default 512. */
+  width?: number;
+  height?: number;
+  steps?: number;
+  cfg_scale?: number;
+  guidance?: number;
+  sampling_method?: SamplingMethod;
+  scheduler?: Scheduler;
+  /** -1 or omitted: the sidecar draws one and reports it in `stats.seed`. Image i uses seed + i. */
+  seed?: number;
+  batch_count?: number;
+  vae_tiling?: boolean;
+  cache_preset?: CachePreset;
+  /** A deadline from the request's arrival; past it the call rejects with `TIMEOUT`. */
+  timeoutMs?: number;
+}
+
+/** One sampling step of one image (QVAC's `DiffusionProgressTick`, plus the image's place). */
+export interface DiffusionProgressTick {
+  requestId: RequestId | null;
+  step: number;
+  totalSteps: number;
+  /** Since the request arrived. */
+  elapsedMs: number;
+  /** Index of the image in the batch, from 0. */
+  image: number;
+  batchCount: number;
+}
+
+/** QVAC's `DiffusionStats`; the sidecar always sends every field. `total*` count since the load. */
+export interface DiffusionStats {
+  modelLoadMs: number;
+  generationMs: number;
+  totalGenerationMs: number;
+  totalWallMs: number;
+  totalSteps: number;
+  totalGenerations: number;
+  totalImages: number;
+  totalPixels: number;
+  width: number;
+  height: number;
+  seed: number;
+}
+
+/** The `diffusion` result as the protocol carries it (base64 PNGs); `diffusion()` decodes it. */
+export interface DiffusionResult {
+  outputs: string[];
+  seeds: number[];
+  stats: DiffusionStats;
+}
+
+/** What `diffusion()` returns at once. Only the first three are QVAC's; the rest are extras. */
+export interface DiffusionCall {
+  /** One tick per sampling step per image; ends (never throws) when the call ends. */
+  progressStream: AsyncGenerator<DiffusionProgressTick>;
+  /** PNG bytes, one per image. */
+  outputs: Promise<Uint8Array[]>;
+  stats: Promise<DiffusionStats | undefined>;
+  /** The seed of each image. */
+  seeds: Promise<number[]>;
+  /** The JSON-RPC id of this call, for `cancel({ requestId })`. */
+  requestId: number;
+  /** Cancels this call; true if it was still pending (it then rejects with `CANCELLED`). */
+  cancel(): Promise<boolean>;
+}
+
+// --- models --------------------------------------------------------------------------------------
+
+/** Load options under QVAC's names; omitted ones keep the native library's defaults. */
+export interface ModelConfig {
+  threads?: number;
+  type?: WeightType;
+  prediction?: Prediction;
+  rng?: RngType;
+  sampler_rng?: RngType;
+  clip_on_cpu?: boolean;
+  vae_on_cpu?: boolean;
+  vae_tiling?: boolean;
+  offload_to_cpu?: boolean;
+  flash_attn?: boolean;
+  diffusion_fa?: boolean;
+  lora_apply_mode?: LoraApplyMode;
+  vaePath?: string;
+  clipLPath?: string;
+  clipGPath?: string;
+  t5xxlPath?: string;
+  llmPath?: string;
+}
+
+export interface LoadModelParams {
+  /** A .safetensors, .ckpt or .gguf file, or a diffusers folder. */
+  modelPath: string;
+  modelConfig?: ModelConfig;
+}
+
+export interface LoadModelProgress {
+  requestId: RequestId | null;
+  loaded: number;
+  total: number;
+  elapsedMs: number;
+}
+
+export interface LoadModelOptions extends LoadModelParams {
+  onProgress?: (progress: LoadModelProgress) => void;
+}
+
+export interface LoadModelResult {
+  modelId: string;
+  modelLoadMs: number;
+  modelFamily: string;
+  alreadyLoaded: boolean;
+  /** `width` and `height` must be multiples of this. */
+  sizeMultiple: number;
+}
+
+export interface UnloadModelParams {
+  modelId: string;
+}
+
+export interface UnloadModelResult {
+  modelId: string;
+  unloaded: boolean;
+}
+
+/** Give exactly one. */
+export interface CancelParams {
+  requestId?: RequestId;
+  modelId?: string;
+}
+
+export interface CancelResult {
+  /** How many requests were cancelled; each rejects with `CANCELLED` (code -32800). */
+  cancelled: number;
+}
+
+// --- initialize ----------------------------------------------------------------------------------
+
+export interface InitializeParams {
+  clientName?: string;
+}
+
+export interface BackendInfo {
+  name: string;
+  bindingVersion: string;
+  nativeVersion: string;
+  nativeCommit: string;
+  systemInfo: string;
+  physicalCores: number;
+}
+
+export interface Limits {
+  maxSide: number;
+  maxSeed: number;
+  maxPixels: number;
+  maxSteps: number;
+  maxBatchCount: number;
+  maxQueue: number;
+  maxModels: number;
+  maxLineBytes: number;
+  modelsRoot: string | null;
+}
+
+export interface InitializeResult {
+  serverName: string;
+  serverVersion: string;
+  protocolVersion: string;
+  backend: BackendInfo;
+  samplingMethods: string[];
+  schedulers: string[];
+  cachePresets: string[];
+  weightTypes: string[];
+  limits: Limits;
+}
+
+// --- the client ----------------------------------------------------------------------------------
+
+/** An error response: JSON-RPC `code`, the stable `data.code` string (`dataCode`) and all of `data`. */
+export declare class SidecarError extends Error {
+  code: number;
+  dataCode: ErrorCode | undefined;
+  data: { code?: ErrorCode; [key: string]: unknown };
+  /** A cancelled or timed-out `diffusion` call: the images it had finished (PNG bytes). */
+  outputs?: Uint8Array[];
+  /** ... and their seeds. */
+  seeds?: number[];
+}
+
+/** The sidecar ended before answering (code -32099, `dataCode` SIDECAR_EXITED). */
+export declare class SidecarExitedError extends SidecarError {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface SidecarExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface StartOptions {
+  /** Default: `diffusion-sidecar` on PATH. Any command that speaks the protocol will do. */
+  command?: string;
+  args?: string[];
+  /** Added to this process's environment. */
+  env?: Record<string, string>;
+  /** Where the sidecar's log goes; default: this process's stderr. */
+  stderr?: "inherit" | "ignore" | "pipe" | number | Readable | Writable;
+}
+
+export declare const DEFAULT_COMMAND: "diffusion-sidecar";
+
+export declare class Sidecar {
+  readonly pid: number;
+  /** Resolves once the sidecar process has ended, whatever the reason. */
+  readonly exited: Promise<SidecarExit>;
+  initialize(params?: InitializeParams): Promise<InitializeResult>;
+  /** Resolves to the model's id. */
+  loadModel(options: LoadModelOptions): Promise<string>;
+  /** QVAC's `diffusion()`. */
+  diffusion(params: DiffusionClientParams): DiffusionCall;
+  cancel(target: { requestId: RequestId } | { modelId: string }): Promise<CancelResult>;
+  unloadModel(params: UnloadModelParams): Promise<void>;
+  /** Any method by name; `onNotification` gets the notifications that name this request. */
+  request(method: string, params?: object, onNotification?: (params: any, method: string) => void): Promise<any>;
+  /** Shuts the sidecar down (killing it after `timeoutMs`); resolves to its exit status. */
+  close(options?: { timeoutMs?: number }): Promise<number | null>;
+}
+
+/** Spawns the sidecar; resolves once it runs. */
+export declare function startSidecar(options?: StartOptions): Promise<Sidecar>;

@@ -1,0 +1,78 @@
+/**
+ * What `diffusion()` returns at once, as QVAC's does: a stream of ticks, then the images and stats.
+ */
+
+/** Ticks arrive before, during or after the caller's loop: they wait here until taken. */
+class TickQueue {
+  #ticks = [];
+  #ended = false;
+  #wake = null;
+
+  push(tick) {
+    this.#ticks.push(tick);
+    this.#wakeUp();
+  }
+
+  end() {
+    this.#ended = true;
+    this.#wakeUp();
+  }
+
+  #wakeUp() {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  async *stream() {
+    for (;;) {
+      while (this.#ticks.length) yield this.#ticks.shift();
+      if (this.#ended) return;
+      await new Promise((resolve) => (this.#wake = resolve));
+    }
+  }
+}
+
+/** PNG bytes as a plain Uint8Array, the type QVAC's `outputs` promises (no copy). */
+export function decodeImage(base64) {
+  const bytes = Buffer.from(base64, "base64");
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** A cancelled or timed-out generation still hands over the images it finished. */
+function withFinishedImages(error) {
+  if (Array.isArray(error.data?.outputs)) {
+    error.outputs = error.data.outputs.map(decodeImage);
+    error.seeds = error.data.seeds;
+  }
+  throw error;
+}
+
+function handled(promise) {
+  // A caller may await only one of the promises: the others must not reject as unhandled.
+  promise.catch(() => {});
+  return promise;
+}
+
+/**
+ * @param start sends the request; gets the tick callback, returns `{ id, answer }`.
+ * @param cancel cancels a request by id; resolves to the `cancel` result.
+ */
+export function diffusionCall(start, cancel) {
+  const ticks = new TickQueue();
+  const { id, answer } = start((tick) => ticks.push(tick));
+  const result = answer.catch(withFinishedImages);
+  result.then(
+    () => ticks.end(),
+    () => ticks.end(),
+  );
+  return {
+    requestId: id,
+    progressStream: ticks.stream(),
+    outputs: handled(result.then((r) => r.outputs.map(decodeImage))),
+    stats: handled(result.then((r) => r.stats)),
+    seeds: handled(result.then((r) => r.seeds)),
+    /** Resolves to true if the call was still pending (it then rejects with CANCELLED). */
+    cancel: async () => (await cancel(id)).cancelled > 0,
+  };
+}

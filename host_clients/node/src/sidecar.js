@@ -1,0 +1,154 @@
+import { spawn } from "node:child_process";
+
+import { diffusionCall } from "./diffusion.js";
+import { SidecarError, SidecarExitedError } from "./errors.js";
+import { LineSplitter } from "./lines.js";
+
+export const DEFAULT_COMMAND = "diffusion-sidecar";
+const CLOSE_TIMEOUT_MS = 10_000;
+
+/**
+ * Spawns the sidecar (`diffusion-sidecar` on PATH unless told otherwise) and resolves once the
+ * process runs. The sidecar's log (its stderr) goes to ours unless `stderr` says otherwise.
+ */
+export async function startSidecar({ command = DEFAULT_COMMAND, args = [], env, stderr = "inherit" } = {}) {
+  const child = spawn(command, args, {
+    stdio: ["pipe", "pipe", stderr],
+    env: env ? { ...process.env, ...env } : process.env,
+    windowsHide: true,
+  });
+  await new Promise((resolve, reject) => {
+    child.once("spawn", resolve);
+    child.once("error", reject);
+  });
+  return new Sidecar(child);
+}
+
+export class Sidecar {
+  #child;
+  #nextId = 1;
+  #calls = new Map();
+  #exit = null;
+  #killOnHostExit;
+
+  /** Resolves with `{ code, signal }` once the sidecar process has ended, for whatever reason. */
+  exited;
+
+  constructor(child) {
+    this.#child = child;
+    const lines = new LineSplitter();
+    child.stdout.on("data", (chunk) => lines.push(chunk).forEach((line) => this.#receive(line)));
+    // Writing to a sidecar that just died fails with EPIPE; its death is reported by "close".
+    child.stdin.on("error", () => {});
+    child.on("error", (error) => process.emitWarning(`diffusion-sidecar: ${error.message}`));
+    this.exited = new Promise((resolve) => {
+      // "close" comes after the last stdout byte: every answer already written has been routed.
+      child.once("close", (code, signal) => {
+        this.#exit = { code, signal };
+        process.off("exit", this.#killOnHostExit);
+        for (const call of this.#calls.values()) call.reject(new SidecarExitedError(code, signal));
+        this.#calls.clear();
+        resolve(this.#exit);
+      });
+    });
+    // The sidecar also stops when its stdin closes, which a dying host does anyway; this makes it
+    // immediate when the host leaves through process.exit() with calls still running.
+    this.#killOnHostExit = () => child.kill();
+    process.on("exit", this.#killOnHostExit);
+  }
+
+  get pid() {
+    return this.#child.pid;
+  }
+
+  #receive(line) {
+    let message;
+    try {
+      message = JSON.parse(line);
+    } catch {
+      process.emitWarning(`diffusion-sidecar: skipped a stdout line that is not JSON: ${line.slice(0, 200)}`);
+      return;
+    }
+    if (typeof message.method === "string") {
+      this.#calls.get(message.params?.requestId)?.onNotification?.(message.params, message.method);
+      return;
+    }
+    const call = this.#calls.get(message.id);
+    if (call === undefined) return;
+    this.#calls.delete(message.id);
+    if (message.error) {
+      const { code, message: text, data } = message.error;
+      call.reject(new SidecarError(code, text, data ?? {}));
+    } else {
+      call.resolve(message.result ?? null);
+    }
+  }
+
+  #start(method, params, onNotification) {
+    const id = this.#nextId++;
+    const answer = new Promise((resolve, reject) => {
+      if (this.#exit) {
+        reject(new SidecarExitedError(this.#exit.code, this.#exit.signal));
+        return;
+      }
+      this.#calls.set(id, { resolve, reject, onNotification });
+      const message = { jsonrpc: "2.0", id, method, ...(params === undefined ? {} : { params }) };
+      this.#child.stdin.write(`${JSON.stringify(message)}\n`);
+    });
+    return { id, answer };
+  }
+
+  /**
+   * Any method: resolves to its `result`, or rejects with a SidecarError. `onNotification(params,
+   * method)` gets the notifications that name this request.
+   */
+  request(method, params, onNotification) {
+    return this.#start(method, params, onNotification).answer;
+  }
+
+  initialize(params = {}) {
+    return this.request("initialize", params);
+  }
+
+  /** Loads a model and resolves to its id. `onProgress` gets each `loadModel/progress` tick. */
+  async loadModel({ modelPath, modelConfig = {}, onProgress } = {}) {
+    const result = await this.request("loadModel", { modelPath, modelConfig }, onProgress);
+    return result.modelId;
+  }
+
+  /** QVAC's `diffusion()`: `{ progressStream, outputs, stats }` at once (plus `seeds`, `requestId`, `cancel`). */
+  diffusion(params) {
+    return diffusionCall(
+      (onTick) => this.#start("diffusion", params, onTick),
+      (requestId) => this.cancel({ requestId }),
+    );
+  }
+
+  /** Cancels one request (`{ requestId }`) or every request on a model (`{ modelId }`). */
+  cancel(target) {
+    return this.request("cancel", target);
+  }
+
+  async unloadModel({ modelId }) {
+    await this.request("unloadModel", { modelId });
+  }
+
+  /**
+   * Shuts the sidecar down (pending calls end with SHUTTING_DOWN) and resolves to its exit status.
+   * A sidecar that has not exited after `timeoutMs` is killed.
+   */
+  async close({ timeoutMs = CLOSE_TIMEOUT_MS } = {}) {
+    if (this.#exit === null) {
+      const timer = setTimeout(() => this.#child.kill("SIGKILL"), timeoutMs);
+      try {
+        // Whatever shutdown answers (or if the sidecar is gone already), closing stdin ends it too.
+        await this.request("shutdown").catch(() => {});
+        this.#child.stdin.end();
+        await this.exited;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    return this.#exit.code;
+  }
+}
