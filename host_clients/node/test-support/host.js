@@ -1,10 +1,12 @@
-// A host program for the lifecycle tests: starts a sidecar, prints its pid, then either waits to be
-// killed ("wait") or leaves through process.exit() while a call is still in flight ("exit").
+// A host program for the lifecycle tests: starts a sidecar, prints its pid, and waits. A line on
+// its stdin makes it leave through process.exit() with a call still in flight; or it is killed.
 import { SIDECAR } from "./harness.js";
 import { startSidecar } from "../src/index.js";
 
 const sidecar = await startSidecar({ ...SIDECAR, stderr: "ignore" });
-const inFlight = sidecar.initialize();
+await sidecar.initialize();
 process.stdout.write(`${JSON.stringify({ pid: sidecar.pid })}\n`);
-if (process.argv[2] === "exit") process.exit(0);
-await inFlight;
+process.stdin.once("data", () => {
+  sidecar.initialize();
+  process.exit(0);
+});

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import path from "node:path";
+import { createInterface } from "node:readline";
 import { test } from "node:test";
 
 import { SidecarExitedError, startSidecar } from "../src/index.js";
@@ -59,21 +60,21 @@ test("close() ends calls in flight with SHUTTING_DOWN and the sidecar exits 0", 
 });
 
 async function hostedSidecarPid(host) {
-  const [line] = await once(host.stdout.setEncoding("utf8"), "data");
+  const [line] = await once(createInterface({ input: host.stdout }), "line");
   return JSON.parse(line).pid;
 }
 
-for (const [how, argument, end] of [
-  ["is killed", "wait", (host) => host.kill("SIGKILL")],
-  ["calls process.exit() with a call in flight", "exit", () => {}],
+for (const [how, leave] of [
+  ["is killed", (host) => host.kill("SIGKILL")],
+  ["calls process.exit() with a call in flight", (host) => host.stdin.write("exit\n")],
 ]) {
   test(`a host that ${how} leaves no sidecar running`, LIMIT, async () => {
-    const host = spawn(process.execPath, [path.join(PACKAGE_DIR, "test-support", "host.js"), argument], {
-      stdio: ["ignore", "pipe", "inherit"],
+    const host = spawn(process.execPath, [path.join(PACKAGE_DIR, "test-support", "host.js")], {
+      stdio: ["pipe", "pipe", "inherit"],
     });
     const pid = await hostedSidecarPid(host);
     assert.ok(!processGone(pid), "the sidecar runs while its host does");
-    end(host);
+    leave(host);
     await once(host, "close");
     await until(() => processGone(pid), 10_000, `sidecar ${pid} to exit after its host`);
   });
