@@ -58,8 +58,9 @@ def limit_exceeded(field: str, limit: str, maximum: int, value: int) -> SidecarE
 
 
 # msgspec reports "<rule> - at `$.a.b[0]`", or names the field in the rule for missing/unknown ones.
-_AT_PATH = re.compile(r"^(?P<rule>.*) - at `\$(?P<path>[^`]*)`$")
-_NAMED_FIELD = re.compile(r"field `(?P<name>[^`]+)`")
+# Field names are the client's: they may hold newlines or backticks (found by the fuzzer).
+_AT_PATH = re.compile(r"^(?P<rule>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+_NAMED_FIELD = re.compile(r"field `(?P<name>.*)`$", re.DOTALL)
 
 
 def from_validation_error(error: msgspec.ValidationError) -> SidecarError:

@@ -99,6 +99,14 @@ def test_validation_errors_name_field_and_rule(raw: bytes, field: str, rule_part
     assert rule_part in error.data["rule"]
 
 
+@pytest.mark.parametrize("name", ["\n", "a`b", "x - at `$.y`"])
+def test_unknown_field_names_are_reported_whatever_they_hold(name: str) -> None:
+    raw = msgspec.json.encode({"modelPath": "x", "modelConfig": {name: 1}})
+    with pytest.raises(msgspec.ValidationError) as caught:
+        msgspec.json.decode(raw, type=LoadModelParams)
+    assert from_validation_error(caught.value).data["field"] == f"modelConfig.{name}"
+
+
 def test_nested_field_paths_are_dotted() -> None:
     with pytest.raises(msgspec.ValidationError) as caught:
         msgspec.json.decode(b'{"modelPath":"x","modelConfig":{"threads":0}}', type=LoadModelParams)
