@@ -46,7 +46,6 @@ class ServerState:
     active: dict[RequestId | None, ActiveRequest] = field(default_factory=dict)
     stopping: anyio.Event = field(default_factory=anyio.Event)
     """Set once the sidecar is shutting down: no new work, workers are stopped."""
-    shutdown_requested: bool = False
 
     def cancel(self, *, request_id: RequestId | None = None, model_id: str | None = None, queued_only: bool = False) -> int:
         """Cancel the matching requests that can be cancelled; return how many were."""
