@@ -3,8 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+BUILD_TOOLS := $(VENV)/.build-tools
+BINARY := dist/diffusion-sidecar
 
-.PHONY: install demo test schemas clean
+.PHONY: install demo test schemas binary clean
 
 # pip keeps the compiled stable-diffusion.cpp wheel in its cache: only the first install builds it.
 $(INSTALLED): pyproject.toml
@@ -18,7 +20,7 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	$(PY) examples/demo.py $(if $(MODEL),--model "$(MODEL)")
 
-test: $(INSTALLED)
+test: $(INSTALLED) $(BINARY)
 	$(PY) -m pytest
 	node --test host_clients/node/test/
 
@@ -26,5 +28,17 @@ test: $(INSTALLED)
 schemas: $(INSTALLED)
 	$(PY) -m sidecar.schemas
 
+$(BUILD_TOOLS): $(INSTALLED)
+	$(PY) -m pip install --quiet -e '.[test,build]'
+	touch $@
+
+# One executable with the native library inside (build/diffusion-sidecar.spec); rebuilt when what
+# it bundles changes. touch: PyInstaller leaves the file alone when the change does not reach it.
+$(BINARY): $(BUILD_TOOLS) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*.json build/*.py build/*.spec)
+	$(PY) -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/work build/diffusion-sidecar.spec
+	touch $@
+
+binary: $(BINARY)
+
 clean:
-	rm -rf $(VENV) out build/dist build/work
+	rm -rf $(VENV) out build/dist build/work dist

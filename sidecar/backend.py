@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import anyio
 import anyio.abc
 
@@ -40,7 +38,7 @@ class BackendProbe:
         assert isinstance(facts, messages.ProbeResult)
         return BackendInfo(
             name="stable-diffusion.cpp",
-            bindingVersion=metadata.version("stable-diffusion-cpp-python"),
+            bindingVersion=facts.binding_version,
             nativeVersion=facts.native_version,
             nativeCommit=facts.native_commit,
             systemInfo=facts.system_info,

@@ -9,6 +9,7 @@ import sys
 
 from . import __version__
 from .protocol import Limits
+from .stdio_guard import claim_stdout
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 _LIMIT_FLAGS = [
@@ -21,6 +22,22 @@ _LIMIT_FLAGS = [
 ]
 
 
+class _PrintVersion(argparse.Action):
+    """Names the native library too, so this loads it: only ever in this short-lived process."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        out = claim_stdout()  # before the native library loads: it may print to fd 1
+        from .worker.native import probe
+
+        facts = probe()
+        out.write(
+            f"diffusion-sidecar {__version__}\n"
+            f"stable-diffusion-cpp-python {facts.binding_version}\n"
+            f"stable-diffusion.cpp {facts.native_version} (commit {facts.native_commit})\n".encode()
+        )
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffusion-sidecar",
@@ -30,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
             "carries protocol messages only; logs go to stderr."
         ),
     )
-    parser.add_argument("--version", action="version", version=f"diffusion-sidecar {__version__}")
+    parser.add_argument(
+        "--version", action=_PrintVersion, nargs=0, help="print the versions of the sidecar, binding and native library"
+    )
     parser.add_argument(
         "--log-level",
         choices=LOG_LEVELS,

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from sidecar.synth_model import default_cache_dir, write_synthetic_model
+
+ROOT = Path(__file__).resolve().parent.parent
+BINARY = ROOT / "dist" / "diffusion-sidecar"
+# What the binary is built from (the Makefile's list): a binary older than any of them is stale.
+BINARY_SOURCES = ("sidecar/**/*.py", "sidecar/*.json", "build/*.py", "build/*.spec")
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +22,24 @@ def anyio_backend() -> str:
 def synthetic_model() -> str:
     """The synthetic-weights model, written once per machine into the cache and reused."""
     return str(write_synthetic_model(default_cache_dir()))
+
+
+@pytest.fixture(scope="session")
+def frozen_binary() -> Path:
+    """dist/diffusion-sidecar, which `make test` builds first. Missing or stale, it fails the tests."""
+    if not BINARY.exists():
+        pytest.fail(f"{BINARY} is missing: `make binary` builds it (`make test` does so first)", pytrace=False)
+    built = BINARY.stat().st_mtime
+    for pattern in BINARY_SOURCES:
+        for source in ROOT.glob(pattern):
+            if source.stat().st_mtime > built:
+                pytest.fail(f"{BINARY} is older than {source}: `make binary` rebuilds it", pytrace=False)
+    return BINARY
+
+
+@pytest.fixture(scope="session", params=["python", "frozen"])
+def sidecar_command(request: pytest.FixtureRequest) -> list[str]:
+    """How an end-to-end test starts the sidecar: each test runs once per launcher a host may ship."""
+    if request.param == "frozen":
+        return [str(request.getfixturevalue("frozen_binary"))]
+    return [sys.executable, "-m", "sidecar"]

@@ -116,9 +116,9 @@ class RawSidecar:
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-def child_pids(pid: int) -> set[int]:
-    """Processes whose parent is `pid`, read from /proc."""
-    children = set()
+def _parents() -> dict[int, int]:
+    """Every process's parent id, read from /proc."""
+    parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -126,9 +126,38 @@ def child_pids(pid: int) -> set[int]:
             except OSError:
                 continue
             # The command name (2nd field) may hold spaces; the parent id follows its closing ')'.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.add(int(entry))
-    return children
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def child_pids(pid: int) -> set[int]:
+    """Processes whose parent is `pid`."""
+    return {child for child, parent in _parents().items() if parent == pid}
+
+
+def descendant_pids(pid: int) -> set[int]:
+    """Processes below `pid`, however deep."""
+    parents = _parents()
+    found: set[int] = set()
+    generation = {pid}
+    while generation:
+        generation = {child for child, parent in parents.items() if parent in generation}
+        found |= generation
+    return found
+
+
+def worker_pids(pid: int) -> set[int]:
+    """The live worker processes of the sidecar started as `pid`, with either launcher: the frozen
+    binary's workers sit one level deeper, below the process that its launcher starts."""
+    workers = set()
+    for descendant in descendant_pids(pid):
+        try:
+            argv = Path(f"/proc/{descendant}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker" in argv[1:]:  # an exited, unreaped process has no command line
+            workers.add(descendant)
+    return workers
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

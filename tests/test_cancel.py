@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from tests.harness import RawSidecar, child_pids, wait_gone
+from tests.harness import RawSidecar, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio
 
@@ -15,8 +15,8 @@ LONG = {**SMALL, "steps": 30}  # ~10 s: always still running when the test acts 
 
 
 @pytest.fixture(scope="module")
-async def sidecar(synthetic_model: str):
-    raw = await RawSidecar.start()
+async def sidecar(sidecar_command: list[str], synthetic_model: str):
+    raw = await RawSidecar.start(command=sidecar_command)
     loaded = await raw.call("loadModel", {"modelPath": synthetic_model})
     raw.model_id = loaded["result"]["modelId"]
     yield raw
@@ -49,7 +49,7 @@ async def test_cancel_a_queued_request(sidecar: RawSidecar) -> None:
 
 async def test_cancel_a_running_request_and_the_model_comes_back(sidecar: RawSidecar) -> None:
     await sidecar.call("diffusion", {"modelId": sidecar.model_id, **SMALL, "steps": 1})  # settle earlier reloads
-    (worker,) = child_pids(sidecar.process.pid)
+    (worker,) = worker_pids(sidecar.process.pid)
     running = await _running(sidecar)
     assert (await sidecar.call("cancel", {"requestId": running}))["result"] == {"cancelled": 1}
     data = _cancelled(await sidecar.response(running))
@@ -57,7 +57,7 @@ async def test_cancel_a_running_request_and_the_model_comes_back(sidecar: RawSid
     assert wait_gone(worker, timeout=2)
     after = await sidecar.call("diffusion", {"modelId": sidecar.model_id, **SMALL, "steps": 1, "seed": 5})
     assert len(after["result"]["outputs"]) == 1
-    (fresh,) = child_pids(sidecar.process.pid)
+    (fresh,) = worker_pids(sidecar.process.pid)
     assert fresh != worker
 
 

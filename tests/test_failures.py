@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from diffusion_sidecar_client import Sidecar, SidecarExited
-from tests.harness import RawSidecar, child_pids, kill, wait_gone
+from tests.harness import RawSidecar, descendant_pids, kill, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio
 
@@ -18,8 +18,8 @@ SMALL = {"prompt": "a windmill", "width": 64, "height": 64}
 
 
 @pytest.fixture
-async def raw(tmp_path: Path):
-    sidecar = await RawSidecar.start(stderr_path=tmp_path / "sidecar.stderr")
+async def raw(sidecar_command: list[str], tmp_path: Path):
+    sidecar = await RawSidecar.start(command=sidecar_command, stderr_path=tmp_path / "sidecar.stderr")
     yield sidecar
     await sidecar.stop()
     ids = [m["id"] for m in sidecar.messages if "method" not in m and m["id"] is not None]
@@ -63,7 +63,7 @@ async def test_corrupt_model_files_fail_the_load_and_the_sidecar_keeps_serving(
         error = response.get("error")
         assert error and error["code"] == -32002, (name, response)
         assert error["data"]["code"] == "MODEL_LOAD_FAILED" and error["data"]["reason"], name
-    assert child_pids(raw.process.pid) == set(), "a failed load left its worker running"
+    assert worker_pids(raw.process.pid) == set(), "a failed load left its worker running"
     assert "serverName" in (await raw.call("initialize"))["result"]
     # A good model still loads in the same sidecar.
     assert await _load(raw, synthetic_model)
@@ -72,7 +72,7 @@ async def test_corrupt_model_files_fail_the_load_and_the_sidecar_keeps_serving(
 async def test_worker_killed_mid_load(raw: RawSidecar, synthetic_model: str) -> None:
     request_id = await raw.send("loadModel", {"modelPath": synthetic_model})
     await raw.wait_for(lambda m: m.get("method") == "loadModel/progress")
-    (worker,) = child_pids(raw.process.pid)
+    (worker,) = worker_pids(raw.process.pid)
     kill(worker)
     error = (await raw.response(request_id))["error"]
     assert error["data"]["code"] == "MODEL_LOAD_FAILED" and error["data"]["signal"] == "SIGKILL"
@@ -81,7 +81,7 @@ async def test_worker_killed_mid_load(raw: RawSidecar, synthetic_model: str) -> 
 
 async def test_worker_killed_mid_generation(raw: RawSidecar, synthetic_model: str) -> None:
     model_id = await _load(raw, synthetic_model)
-    (worker,) = child_pids(raw.process.pid)
+    (worker,) = worker_pids(raw.process.pid)
     request_id = await _start_generation(raw, model_id)
     kill(worker)
     error = (await raw.response(request_id))["error"]
@@ -100,7 +100,7 @@ async def test_worker_killed_mid_generation(raw: RawSidecar, synthetic_model: st
 
 async def test_requests_queued_behind_a_crash_are_answered_too(raw: RawSidecar, synthetic_model: str) -> None:
     model_id = await _load(raw, synthetic_model)
-    (worker,) = child_pids(raw.process.pid)
+    (worker,) = worker_pids(raw.process.pid)
     running = await _start_generation(raw, model_id)
     queued = await raw.send("diffusion", {"modelId": model_id, **SMALL, "steps": 1})
     kill(worker)
@@ -110,7 +110,7 @@ async def test_requests_queued_behind_a_crash_are_answered_too(raw: RawSidecar, 
 
 async def test_stdin_closed_mid_generation_exits_cleanly_without_orphans(raw: RawSidecar, synthetic_model: str) -> None:
     model_id = await _load(raw, synthetic_model)
-    workers = child_pids(raw.process.pid)
+    workers = worker_pids(raw.process.pid)
     request_id = await _start_generation(raw, model_id)
     await raw.close_stdin()
     assert await raw.exit_status(timeout=2) == 0
@@ -120,7 +120,7 @@ async def test_stdin_closed_mid_generation_exits_cleanly_without_orphans(raw: Ra
 
 async def test_shutdown_answers_pending_work_then_exits_zero(raw: RawSidecar, synthetic_model: str) -> None:
     model_id = await _load(raw, synthetic_model)
-    workers = child_pids(raw.process.pid)
+    workers = worker_pids(raw.process.pid)
     running = await _start_generation(raw, model_id)
     shutdown = await raw.send("shutdown")
     assert (await raw.response(shutdown))["result"] is None
@@ -132,10 +132,10 @@ async def test_shutdown_answers_pending_work_then_exits_zero(raw: RawSidecar, sy
 async def test_workers_exit_by_themselves_when_the_sidecar_is_killed(raw: RawSidecar, synthetic_model: str) -> None:
     await _load(raw, synthetic_model)
     await _load(raw, synthetic_model, {"threads": 1})
-    workers = child_pids(raw.process.pid)
-    assert len(workers) == 2
+    assert len(worker_pids(raw.process.pid)) == 2
+    below = descendant_pids(raw.process.pid)  # the workers, and the frozen binary's serving process
     kill(raw.process.pid)
-    assert all(wait_gone(pid, timeout=2) for pid in workers)
+    assert all(wait_gone(pid, timeout=2) for pid in below)
 
 
 async def test_stdout_is_protocol_only_and_native_logs_go_to_stderr(
@@ -151,8 +151,10 @@ async def test_stdout_is_protocol_only_and_native_logs_go_to_stderr(
     assert "[native]" in stderr and "generate_image completed" in stderr
 
 
-async def test_client_calls_fail_at_once_when_the_sidecar_dies(synthetic_model: str) -> None:
-    sidecar = await Sidecar.start()
+async def test_client_calls_fail_at_once_when_the_sidecar_dies(
+    sidecar_command: list[str], synthetic_model: str
+) -> None:
+    sidecar = await Sidecar.start(sidecar_command)
     model_id = await sidecar.load_model(synthetic_model)
     call = sidecar.diffusion(modelId=model_id, **SMALL, steps=20)
     await anext(call.progress_stream)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from diffusion_sidecar_client import Sidecar, SidecarError, SyncSidecar
 from sidecar.worker import messages
-from tests.harness import child_pids, wait_gone
+from tests.harness import wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio
 
@@ -23,8 +23,8 @@ SMALL = {"prompt": "a lighthouse at dusk", "width": 64, "height": 64, "steps": 1
 
 
 @pytest.fixture(scope="module")
-async def sidecar():
-    client = await Sidecar.start()
+async def sidecar(sidecar_command: list[str]):
+    client = await Sidecar.start(sidecar_command)
     yield client
     assert await client.close() == 0
 
@@ -68,10 +68,10 @@ async def test_load_reports_progress_and_the_detected_family(loaded) -> None:
 async def test_identical_load_returns_the_same_model_without_loading_again(
     sidecar: Sidecar, synthetic_model: str, model_id: str
 ) -> None:
-    workers = child_pids(sidecar.pid)
+    workers = worker_pids(sidecar.pid)
     again = await sidecar.load_model_result(synthetic_model, {})
     assert again.modelId == model_id and again.alreadyLoaded is True
-    assert child_pids(sidecar.pid) == workers
+    assert worker_pids(sidecar.pid) == workers
 
 
 async def test_one_tick_per_sampling_step_in_order(sidecar: Sidecar, model_id: str) -> None:
@@ -183,7 +183,7 @@ async def test_two_models_generate_in_parallel_and_unload_frees_the_worker(
 ) -> None:
     other = await sidecar.load_model_result(synthetic_model, {"threads": 1})
     assert other.modelId != model_id and other.alreadyLoaded is False
-    workers = child_pids(sidecar.pid)
+    workers = worker_pids(sidecar.pid)
     assert len(workers) == 2
 
     first = sidecar.diffusion(modelId=model_id, **{**SMALL, "steps": 3})
@@ -196,7 +196,7 @@ async def test_two_models_generate_in_parallel_and_unload_frees_the_worker(
     assert len(await first.outputs) == len(await second.outputs) == 1
 
     await sidecar.unload_model(other.modelId)
-    (gone,) = workers - child_pids(sidecar.pid)
+    (gone,) = workers - worker_pids(sidecar.pid)
     assert wait_gone(gone, timeout=5)
     with pytest.raises(SidecarError) as refused:
         await _generate(sidecar, other.modelId)

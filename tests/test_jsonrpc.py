@@ -7,14 +7,14 @@ import signal
 import msgspec
 import pytest
 
-from tests.harness import RawSidecar, child_pids, kill, wait_gone
+from tests.harness import RawSidecar, kill, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def raw():
-    sidecar = await RawSidecar.start()
+async def raw(sidecar_command: list[str]):
+    sidecar = await RawSidecar.start(command=sidecar_command)
     yield sidecar
     await sidecar.stop()
 
@@ -69,7 +69,7 @@ async def test_unknown_notifications_are_ignored_and_unknown_requests_refused(ra
 
 async def _worker_and_generation(raw: RawSidecar, model: str) -> tuple[int, int]:
     model_id = (await raw.call("loadModel", {"modelPath": model}))["result"]["modelId"]
-    (worker,) = child_pids(raw.process.pid)
+    (worker,) = worker_pids(raw.process.pid)
     request_id = await raw.send("diffusion", {"modelId": model_id, "prompt": "x", "width": 64, "height": 64, "steps": 30})
     await raw.wait_for(lambda m: m.get("method") == "diffusion/progress")
     return worker, request_id

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import RawSidecar, child_pids
+from tests.harness import RawSidecar, worker_pids
 
 pytestmark = pytest.mark.anyio
 
@@ -16,8 +16,8 @@ SMALL = {"prompt": "a field", "width": 64, "height": 64, "steps": 1}
 
 
 @pytest.fixture(scope="module")
-async def sidecar(synthetic_model: str):
-    raw = await RawSidecar.start(*FLAGS)
+async def sidecar(sidecar_command: list[str], synthetic_model: str):
+    raw = await RawSidecar.start(*FLAGS, command=sidecar_command)
     raw.model_id = (await raw.call("loadModel", {"modelPath": synthetic_model}))["result"]["modelId"]
     yield raw
     await raw.stop()
@@ -77,12 +77,14 @@ async def test_overlong_line_is_refused_without_stopping_the_sidecar(sidecar: Ra
     assert refused["error"]["data"]["limit"] == "maxLineBytes"
 
 
-async def test_models_root_refuses_paths_that_resolve_outside(synthetic_model: str, tmp_path: Path) -> None:
+async def test_models_root_refuses_paths_that_resolve_outside(
+    sidecar_command: list[str], synthetic_model: str, tmp_path: Path
+) -> None:
     root = tmp_path / "models"
     root.mkdir()
     (root / "escape").symlink_to(synthetic_model)
     (root / "inside.gguf").write_bytes(b"GGUF" + bytes(64))
-    raw = await RawSidecar.start("--models-root", str(root))
+    raw = await RawSidecar.start("--models-root", str(root), command=sidecar_command)
     try:
         for path in (synthetic_model, str(root / "escape"), str(root / ".." / "models" / ".." / "x.gguf")):
             error = (await raw.call("loadModel", {"modelPath": path}))["error"]
@@ -90,7 +92,7 @@ async def test_models_root_refuses_paths_that_resolve_outside(synthetic_model: s
             assert error["data"]["field"] == "modelPath"
         companion = {"modelPath": str(root / "inside.gguf"), "modelConfig": {"vaePath": synthetic_model + "/vae/x.safetensors"}}
         assert (await raw.call("loadModel", companion))["error"]["data"]["field"] == "modelConfig.vaePath"
-        assert child_pids(raw.process.pid) == set()
+        assert worker_pids(raw.process.pid) == set()
         # A file inside the root passes the check (and then fails as the corrupt file it is).
         inside = (await raw.call("loadModel", {"modelPath": str(root / "inside.gguf")}))["error"]
         assert inside["data"]["code"] == "MODEL_LOAD_FAILED"

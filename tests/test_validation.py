@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import RawSidecar, child_pids
+from tests.harness import RawSidecar, worker_pids
 
 pytestmark = pytest.mark.anyio
 
@@ -61,8 +61,8 @@ LOAD_CONFIG_CASES = [
 
 
 @pytest.fixture(scope="module")
-async def sidecar():
-    process = await RawSidecar.start()
+async def sidecar(sidecar_command: list[str]):
+    process = await RawSidecar.start(command=sidecar_command)
     yield process
     await process.stop()
     # However bad the input was, every request was answered exactly once.
@@ -122,7 +122,7 @@ async def test_model_files_are_checked_before_any_process_starts(
     ]
     for params, field, rule_part in cases:
         _assert_invalid(await sidecar.call("loadModel", params), field, rule_part)
-    assert child_pids(sidecar.process.pid) == set()
+    assert worker_pids(sidecar.process.pid) == set()
 
 
 @pytest.mark.parametrize("method", ["unloadModel", "shutdown", "initialize"])

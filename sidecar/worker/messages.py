@@ -98,6 +98,7 @@ class Failed(Struct, tag=True):
 
 
 class ProbeResult(Struct, tag=True):
+    binding_version: str
     native_version: str
     native_commit: str
     system_info: str

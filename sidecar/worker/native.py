@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import stable_diffusion_cpp
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 
 from . import messages
@@ -101,6 +102,8 @@ class _Progress:
 
 def probe() -> messages.ProbeResult:
     return messages.ProbeResult(
+        # The package's own version, not its installed metadata: a frozen binary carries no metadata.
+        binding_version=stable_diffusion_cpp.__version__,
         native_version=sd.sd_version().decode(),
         native_commit=sd.sd_commit().decode(),
         system_info=" ".join(sd.sd_get_system_info().decode().split()),
