@@ -5,7 +5,8 @@ unpacks the bundle into a temporary folder, forwards signals, and removes the fo
 child exits) and this process, which serves. A host that kills the launcher with SIGKILL would
 leave this process serving on the host's pipes, with nobody left to remove the unpacked files.
 So on Linux this process asks to be signalled when the launcher dies, then removes the folder
-itself and dies as the launcher did. Workers need none of this: they end when their pipe closes.
+itself and ends at once, as if killed with it. Workers need none of this: they end when their
+pipe closes.
 """
 
 from __future__ import annotations
@@ -17,23 +18,23 @@ import signal
 import sys
 
 _PR_SET_PDEATHSIG = 1
-# A real-time signal: no host or terminal sends one, so it can only mean "the launcher is gone",
-# and like SIGKILL its default action ends the process.
-LAUNCHER_GONE = signal.SIGRTMIN
 
 
 def follow_launcher() -> None:
     """Call first thing in the frozen main process (not in workers)."""
     if not sys.platform.startswith("linux"):  # parent-death signals are Linux-only
         return
+    # A real-time signal: no host or terminal sends one, so it can only mean "the launcher is
+    # gone", and like SIGKILL its default action ends the process.
+    launcher_gone = signal.SIGRTMIN
     launcher = os.getppid()
-    signal.signal(LAUNCHER_GONE, _launcher_gone)
+    signal.signal(launcher_gone, _launcher_gone)
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, LAUNCHER_GONE) != 0:
+    if libc.prctl(_PR_SET_PDEATHSIG, launcher_gone) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     # The launcher may have died before the request took effect: then the parent is not it.
     if os.getppid() != launcher or not _same_program(launcher):
-        _launcher_gone(LAUNCHER_GONE, None)
+        _launcher_gone(launcher_gone, None)
 
 
 def _same_program(pid: int) -> bool:
