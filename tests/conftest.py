@@ -9,8 +9,8 @@ from sidecar.synth_model import default_cache_dir, write_synthetic_model
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "dist" / "diffusion-sidecar"
-# What the binary is built from (the Makefile's list): a binary older than any of them is stale.
-BINARY_SOURCES = ("sidecar/**/*.py", "sidecar/*.json", "build/*.py", "build/*.spec")
+# What the binary is built from, as the Makefile lists it: a binary older than any of them is stale.
+BINARY_SOURCES = ("sidecar/*.py", "sidecar/*/*.py", "sidecar/*.json", "build/*.py", "build/*.spec")
 
 
 @pytest.fixture(scope="session")
