@@ -9,15 +9,15 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from tests.harness import RawSidecar, child_pids, kill
+from tests.harness import RawSidecar, kill, worker_pids
 
 pytestmark = pytest.mark.anyio
 
 SMALL = {"prompt": "chaos", "width": 64, "height": 64, "steps": 2}
 
 
-async def test_every_id_is_answered_exactly_once(synthetic_model: str) -> None:
-    raw = await RawSidecar.start()
+async def test_every_id_is_answered_exactly_once(sidecar_command: list[str], synthetic_model: str) -> None:
+    raw = await RawSidecar.start(command=sidecar_command)
     sent: list[object] = []
 
     async def send(method: str, params: dict | None = None) -> object:
@@ -27,10 +27,11 @@ async def test_every_id_is_answered_exactly_once(synthetic_model: str) -> None:
 
     try:
         first = (await raw.call("loadModel", {"modelPath": synthetic_model}))["result"]["modelId"]
+        first_worker = worker_pids(raw.process.pid)
         second = (await raw.call("loadModel", {"modelPath": synthetic_model, "modelConfig": {"threads": 1}}))["result"][
             "modelId"
         ]
-        doomed_worker = max(child_pids(raw.process.pid))  # the worker of the second model
+        (doomed_worker,) = worker_pids(raw.process.pid) - first_worker  # the second model's worker
 
         generations = [await send("diffusion", {"modelId": model, **SMALL}) for model in (first, second) * 3]
         await raw.send_line(b"{not json")
