@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "synth-model":
         from .synth_model import write_synthetic_model
 
+        # Not the serving path: this command's stdout is the model's path, for scripts to read.
         print(write_synthetic_model(args.directory))
         return
     if args.command == "worker":
