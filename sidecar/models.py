@@ -61,9 +61,6 @@ class FifoGate:
         """Join the queue now (at its end, or right behind the current holder)."""
         return Ticket(self._queue, next_in_line)
 
-    def turn(self) -> Ticket:
-        return self.ticket()
-
 
 def elapsed_ms(since: float) -> float:
     return round((time.monotonic() - since) * 1000, 3)

@@ -125,7 +125,7 @@ async def test_fifo_gate_lets_requests_through_one_at_a_time_in_order() -> None:
 
     async def request(number: int) -> None:
         nonlocal inside, most_inside
-        async with gate.turn():
+        async with gate.ticket():
             inside += 1
             most_inside = max(most_inside, inside)
             await anyio.lowlevel.checkpoint()
@@ -148,17 +148,17 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
     second_scope = anyio.CancelScope()
 
     async def first() -> None:
-        async with gate.turn():
+        async with gate.ticket():
             await release.wait()
             done.append("first")
 
     async def second() -> None:
         with second_scope:
-            async with gate.turn():
+            async with gate.ticket():
                 done.append("second")
 
     async def third() -> None:
-        async with gate.turn():
+        async with gate.ticket():
             done.append("third")
 
     async with anyio.create_task_group() as group:

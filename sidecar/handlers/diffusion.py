@@ -91,7 +91,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
             ctx.active.partial["outputs"].append(_base64(event.png))
             ctx.active.partial["seeds"].append(event.seed)
 
-    async with model.gate.turn():
+    async with model.gate.ticket():
         ctx.active.running = True
         started = time.monotonic()
         try:
