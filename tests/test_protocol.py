@@ -197,17 +197,26 @@ def test_parameters_text_is_a1111_layout() -> None:
     assert "Negative prompt" not in without_negative and "CFG scale: 1.5" in without_negative
 
 
-def test_png_carries_pixels_and_parameters() -> None:
+PIXELS_32X32 = bytes(range(256)) * 3 * 4  # RGB
+
+
+@pytest.mark.parametrize("level", [None, 0, 9])
+def test_png_carries_pixels_and_parameters(level: int | None) -> None:
     from io import BytesIO
 
     from PIL import Image
 
-    pixels = bytes(range(256)) * 3 * 4  # 32x32 RGB
-    png = encode_png(pixels, 32, 32, 3, "hello\nSteps: 1")
+    options = {} if level is None else {"compress_level": level}
+    png = encode_png(PIXELS_32X32, 32, 32, 3, "hello\nSteps: 1", **options)
     image = Image.open(BytesIO(png))
     assert image.size == (32, 32) and image.mode == "RGB"
     assert image.text["parameters"] == "hello\nSteps: 1"
-    assert image.tobytes() == pixels
+    assert image.tobytes() == PIXELS_32X32
+
+
+def test_png_compress_level_is_applied() -> None:
+    stored, packed = (encode_png(PIXELS_32X32, 32, 32, 3, "", compress_level=level) for level in (0, 9))
+    assert len(packed) < len(stored) // 4
 
 
 def test_pipe_frames_round_trip_with_raw_bytes() -> None:

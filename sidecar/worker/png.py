@@ -10,8 +10,9 @@ import io
 
 from PIL import Image, PngImagePlugin
 
-# zlib level 1 is several times faster than Pillow's default 6 on noisy images for a few percent
-# more bytes; generation dominates either way (see the output-cost benchmark).
+# zlib level 1 is several times faster than Pillow's default 6 for a few percent more bytes
+# (bench/output.py measures every level): the encode must stay small next to a fast GPU's
+# generation, not only next to a CPU's.
 COMPRESS_LEVEL = 1
 
 
@@ -44,11 +45,13 @@ def parameters_text(
     return "\n".join(lines)
 
 
-def encode_png(rgb: bytes, width: int, height: int, channels: int, parameters: str) -> bytes:
+def encode_png(
+    rgb: bytes, width: int, height: int, channels: int, parameters: str, compress_level: int = COMPRESS_LEVEL
+) -> bytes:
     mode = {3: "RGB", 4: "RGBA", 1: "L"}[channels]
     image = Image.frombytes(mode, (width, height), rgb)
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", parameters)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info, compress_level=COMPRESS_LEVEL)
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=compress_level)
     return buffer.getvalue()
