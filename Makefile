@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 BUILD_TOOLS := $(VENV)/.build-tools
 BINARY := dist/diffusion-sidecar
 
-.PHONY: install demo test schemas binary clean
+.PHONY: install demo test bench schemas binary clean
 
 # pip keeps the compiled stable-diffusion.cpp wheel in its cache: only the first install builds it.
 $(INSTALLED): pyproject.toml
@@ -23,6 +23,11 @@ demo: $(INSTALLED)
 test: $(INSTALLED) $(BINARY)
 	$(PY) -m pytest
 	node --test host_clients/node/test/
+
+# Benchmarks on the synthetic model (about 20 minutes on 2 cores): one table on stdout, raw figures
+# in bench/results/latest.json. Not part of `make test`: nothing in them asserts a time.
+bench: $(INSTALLED) $(BINARY)
+	$(PY) -m bench
 
 # schemas/ is generated from sidecar/protocol.py; tests/test_schemas.py fails when it is stale.
 schemas: $(INSTALLED)

@@ -1,19 +1,22 @@
-"""Cancel latency: `cancel` sent -> the cancelled request's answer received, at each point of a
-generation. Run: .venv/bin/python bench/cancel.py   (writes bench/results/cancel.json)
+"""8. Cancel latency: `cancel` sent -> the cancelled request's answer received, at each point of a
+generation: waiting in the queue, first step, mid sampling, VAE decode, and a whole model's
+requests at once. (Soak memory is bench/soak.py, run on its own: see its report.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-
-from common import summary, synthetic_model, write_result
 
 from diffusion_sidecar_client import Sidecar, SidecarError
 
+from .common import Row, summary
+
+TITLE = "cancel"
 REPEATS = 5
 JOB = {"prompt": "cancel me", "width": 64, "height": 64, "steps": 6}
+POINTS = ["queued", "first step", "mid sampling", "vae decode", "by model"]
+TARGET_MS = 100
 
 
 async def _answer_time(call) -> float:
@@ -31,7 +34,7 @@ async def _ticks_until(call, step: int) -> None:
             return
 
 
-async def measure(sidecar: Sidecar, model_id: str, point: str) -> float:
+async def _cancel_latency(sidecar: Sidecar, model_id: str, point: str) -> float:
     blocker = None
     if point == "queued":  # waiting behind another request on the same model
         blocker = sidecar.diffusion(modelId=model_id, **JOB)
@@ -53,18 +56,17 @@ async def measure(sidecar: Sidecar, model_id: str, point: str) -> float:
     return latency_ms
 
 
-async def main() -> None:
-    points = ["queued", "first step", "mid sampling", "vae decode", "by model"]
-    results: dict[str, dict] = {}
+async def measure(model: str) -> dict:
+    latency = {}
     async with await Sidecar.start(stderr=asyncio.subprocess.DEVNULL) as sidecar:
-        model_id = await sidecar.load_model(synthetic_model())
-        for point in points:
-            latencies = [await measure(sidecar, model_id, point) for _ in range(REPEATS)]
-            results[point] = summary(latencies)
-            print(f"{point:13} median {results[point]['median']:7.1f} ms   max {results[point]['max']:7.1f} ms", file=sys.stderr)
-    path = write_result("cancel", {"unit": "ms", "target_ms": 100, "job": JOB, "latency": results})
-    print(f"wrote {path}", file=sys.stderr)
+        model_id = await sidecar.load_model(model)
+        for point in POINTS:
+            latency[point] = summary([await _cancel_latency(sidecar, model_id, point) for _ in range(REPEATS)])
+    return {"unit": "ms", "job": JOB, "latency": latency, "target_ms": TARGET_MS, "soak": "bench/results/soak.json"}
 
 
-if __name__ == "__main__":
-    asyncio.run(main())
+def rows(result: dict) -> list[Row]:
+    latency = result["latency"]
+    medians = ", ".join(f"{point} {figures['median']:.1f}" for point, figures in latency.items())
+    worst = max(figures["max"] for figures in latency.values())
+    return [Row(f"cancel sent -> cancelled answer, {REPEATS} at each point", f"medians (ms): {medians}; max {worst:.1f} ms", f"<= {result['target_ms']} ms")]

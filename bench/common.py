@@ -1,29 +1,93 @@
-"""Shared by the benchmarks: the synthetic model, process memory, and where results go."""
+"""Shared by the benchmarks: the synthetic model, the direct (no sidecar) path, fair timing,
+process memory, and the table's rows."""
 
 from __future__ import annotations
 
-import json
 import statistics
-import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from sidecar.synth_model import default_cache_dir, write_synthetic_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the benchmarks share the tests' helpers
-from tests.harness import child_pids  # noqa: E402
+NOISE_NOTE = "synthetic model: random weights, every picture is noise"
 
-RESULTS = Path(__file__).parent / "results"
+
+class Row(NamedTuple):
+    """One line of `make bench`'s table."""
+
+    what: str
+    result: str
+    target: str = ""
 
 
 def synthetic_model() -> str:
     return str(write_synthetic_model(default_cache_dir()))
 
 
-def rss_mb(pid: int) -> float:
+def model_megabytes(model: str) -> float:
+    return round(sum(file.stat().st_size for file in Path(model).rglob("*") if file.is_file()) / 1e6, 1)
+
+
+def physical_cores() -> int:
+    """The native library's default thread count: what `threads` is when a load omits it."""
+    import stable_diffusion_cpp.stable_diffusion_cpp as sd
+
+    return sd.sd_get_num_physical_cores()
+
+
+def direct_model(model: str, threads: int):
+    """The model loaded in this process through the binding's own class: what a host that calls
+    stable-diffusion.cpp itself does."""
+    from stable_diffusion_cpp import StableDiffusion
+
+    return StableDiffusion(model_path=model, n_threads=threads, verbose=False)
+
+
+def direct_generate(model, job: dict):
+    """One image through the binding, from the same job dict the sidecar takes (a PIL image)."""
+    (image,) = model.generate_image(
+        prompt=job["prompt"],
+        width=job["width"],
+        height=job["height"],
+        sample_steps=job["steps"],
+        seed=job["seed"],
+        sample_method=job["sampling_method"],
+        scheduler=job["scheduler"],
+    )
+    return image
+
+
+def ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+async def interleaved(
+    rounds: int, contenders: dict[str, Callable[[], Awaitable[float]]], warm_up: int = 1
+) -> dict[str, list[float]]:
+    """Run each contender once per round and keep what it returns (a time).
+
+    Who goes first rotates every round, so a slow spell of the machine, or an order effect, falls
+    on every contender alike; the first `warm_up` rounds are run but not kept.
+    """
+    names = list(contenders)
+    kept: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(warm_up + rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            value = await contenders[name]()
+            if round_ >= warm_up:
+                kept[name].append(value)
+    return kept
+
+
+def status_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of a live process from /proc/PID/status (VmRSS now, VmHWM its peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise LookupError(f"no VmRSS for {pid}")
+        if line.startswith(f"{field}:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise LookupError(f"no {field} for {pid}")
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -35,10 +99,3 @@ def summary(values: list[float]) -> dict[str, float]:
         "min": round(ordered[0], 3),
         "max": round(ordered[-1], 3),
     }
-
-
-def write_result(name: str, data: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
