@@ -32,6 +32,8 @@ def model_megabytes(model: str) -> float:
 
 def physical_cores() -> int:
     """The native library's default thread count: what `threads` is when a load omits it."""
+    # Imported on first use, not with this module: loading the library prints to fd 1, which
+    # `python -m bench` hands to stderr first.
     import stable_diffusion_cpp.stable_diffusion_cpp as sd
 
     return sd.sd_get_num_physical_cores()
