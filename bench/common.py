@@ -47,6 +47,20 @@ def direct_model(model: str, threads: int):
     return StableDiffusion(model_path=model, n_threads=threads, verbose=False)
 
 
+def direct_job(width: int, height: int) -> dict:
+    """A job both the sidecar and the binding's class take, with nothing left to either's defaults
+    (their defaults differ), so both sides make the same picture."""
+    return {
+        "prompt": "a lighthouse on a cliff at sunset",
+        "width": width,
+        "height": height,
+        "steps": 4,
+        "seed": 42,
+        "sampling_method": "euler",
+        "scheduler": "discrete",
+    }
+
+
 def direct_generate(model, job: dict):
     """One image through the binding, from the same job dict the sidecar takes (a PIL image)."""
     (image,) = model.generate_image(

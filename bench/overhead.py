@@ -16,18 +16,10 @@ from PIL import Image
 
 from diffusion_sidecar_client import Sidecar
 
-from .common import Row, direct_generate, direct_model, interleaved, ms_since, physical_cores, summary
+from .common import Row, direct_generate, direct_job, direct_model, interleaved, ms_since, physical_cores, summary
 
 TITLE = "overhead"
-JOB = {
-    "prompt": "a lighthouse on a cliff at sunset",
-    "width": 256,
-    "height": 256,
-    "steps": 4,
-    "seed": 42,
-    "sampling_method": "euler",
-    "scheduler": "discrete",
-}
+JOB = direct_job(256, 256)
 PAIRS = 5
 TARGET_RATIO = 1.02
 

@@ -17,18 +17,10 @@ from pathlib import Path
 
 from diffusion_sidecar_client import Sidecar
 
-from .common import Row, interleaved, ms_since, physical_cores, summary
+from .common import Row, direct_job, interleaved, ms_since, physical_cores, summary
 
 TITLE = "throughput"
-JOB = {
-    "prompt": "a lighthouse on a cliff at sunset",
-    "width": 128,
-    "height": 128,
-    "steps": 4,
-    "seed": 42,
-    "sampling_method": "euler",
-    "scheduler": "discrete",
-}
+JOB = direct_job(128, 128)
 IMAGES = 10
 
 
