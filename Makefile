@@ -9,10 +9,10 @@ BINARY := dist/diffusion-sidecar
 .PHONY: install demo test bench schemas binary clean
 
 # pip keeps the compiled stable-diffusion.cpp wheel in its cache: only the first install builds it.
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml host_clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e host_clients/python -e '.[test]'
 	touch $@
 
 install: $(INSTALLED)
@@ -29,7 +29,7 @@ test: $(INSTALLED) $(BINARY)
 bench: $(INSTALLED) $(BINARY)
 	$(PY) -m bench
 
-# schemas/ is generated from sidecar/protocol.py; tests/test_schemas.py fails when it is stale.
+# schemas/ is generated from host_clients/python/diffusion_sidecar_protocol/types.py; tests/test_schemas.py fails when it is stale.
 schemas: $(INSTALLED)
 	$(PY) -m sidecar.schemas
 
@@ -39,7 +39,7 @@ $(BUILD_TOOLS): $(INSTALLED)
 
 # One executable with the native library inside (build/diffusion-sidecar.spec); rebuilt when what
 # it bundles changes. touch: PyInstaller leaves the file alone when the change does not reach it.
-$(BINARY): $(BUILD_TOOLS) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*.json build/*.py build/*.spec)
+$(BINARY): $(BUILD_TOOLS) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*.json host_clients/python/diffusion_sidecar_protocol/*.py build/*.py build/*.spec)
 	$(PY) -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/work build/diffusion-sidecar.spec
 	touch $@
 

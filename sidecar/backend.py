@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import anyio
 import anyio.abc
+from diffusion_sidecar_protocol.types import BackendInfo
 
 from .errors import SidecarError
-from .protocol import BackendInfo
 from .worker import messages
 from .worker.process import WorkerExited, WorkerProcess
 

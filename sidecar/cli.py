@@ -7,8 +7,9 @@ import os
 import signal
 import sys
 
+from diffusion_sidecar_protocol.types import Limits
+
 from . import __version__
-from .protocol import Limits
 from .stdio_guard import claim_stdout
 
 LOG_LEVELS = ("debug", "info", "warn", "error")

@@ -9,12 +9,12 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 import msgspec
+from diffusion_sidecar_protocol.types import Limits, RequestId
 
 from .backend import BackendProbe
 from .errors import SidecarError
 from .jsonrpc import Notification, encode
 from .models import ModelManager, elapsed_ms
-from .protocol import Limits, RequestId
 from .transport import Outbox
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+from diffusion_sidecar_protocol.types import RequestId
 from msgspec import UNSET, Raw, Struct, UnsetType
 
 from .errors import SidecarError
-from .protocol import RequestId
 
 
 class Message(Struct, kw_only=True):

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
+from diffusion_sidecar_protocol.types import DiffusionStats
 
 from .errors import SidecarError
-from .protocol import DiffusionStats
 from .worker import messages
 from .worker.process import WorkerExited, WorkerProcess
 

@@ -1,8 +1,8 @@
 """The protocol, machine-readable: JSON Schemas and an OpenRPC document in `schemas/`.
 
 Everything is generated from what the sidecar itself runs on: the msgspec Structs in
-`sidecar.protocol`, the method table `sidecar.handlers.METHODS` (a handler's return annotation is
-its result type), `sidecar.protocol.NOTIFICATIONS` and `sidecar.errors.ERROR_CODES`. Field
+`diffusion_sidecar_protocol.types`, the method table `sidecar.handlers.METHODS` (a handler's return annotation is
+its result type), `diffusion_sidecar_protocol.types.NOTIFICATIONS` and `sidecar.errors.ERROR_CODES`. Field
 descriptions are the docstrings under the Struct fields. `tests/test_schemas.py` fails when the
 committed files differ from what this module writes, so the description cannot drift.
 
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from diffusion_sidecar_protocol import types as protocol
 
-from . import protocol
 from .errors import ERROR_CODES
 from .handlers import METHODS
 from .handlers.initialize import PROTOCOL_VERSION

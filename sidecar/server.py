@@ -9,6 +9,7 @@ import traceback
 
 import anyio
 import anyio.abc
+from diffusion_sidecar_protocol.types import Limits
 
 from .backend import BackendProbe
 from .context import ServerState
@@ -16,7 +17,6 @@ from .dispatch import dispatch, dispatch_batch
 from .errors import SidecarError
 from .jsonrpc import BadMessage, decode_line, encode, error_response
 from .models import ModelManager
-from .protocol import Limits
 from .stdio_guard import claim_stdout
 from .transport import Outbox, Oversized, read_lines
 from .worker.process import worker_command

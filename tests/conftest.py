@@ -10,7 +10,10 @@ from sidecar.synth_model import default_cache_dir, write_synthetic_model
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "dist" / "diffusion-sidecar"
 # What the binary is built from, as the Makefile lists it: a binary older than any of them is stale.
-BINARY_SOURCES = ("sidecar/*.py", "sidecar/*/*.py", "sidecar/*.json", "build/*.py", "build/*.spec")
+BINARY_SOURCES = (
+    "sidecar/*.py", "sidecar/*/*.py", "sidecar/*.json", "host_clients/python/diffusion_sidecar_protocol/*.py",
+    "build/*.py", "build/*.spec",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

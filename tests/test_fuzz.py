@@ -10,11 +10,10 @@ from collections.abc import Iterator
 
 import msgspec
 import pytest
+from diffusion_sidecar_client import default_command
+from diffusion_sidecar_protocol.types import CancelParams, DiffusionParams, LoadModelParams, ModelConfig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from diffusion_sidecar_client import default_command
-from sidecar.protocol import CancelParams, DiffusionParams, LoadModelParams, ModelConfig
 
 FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 MARKER = b'{"jsonrpc":"2.0","id":"marker","method":"cancel","params":{"requestId":"none"}}\n'

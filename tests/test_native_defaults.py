@@ -9,8 +9,15 @@ import ctypes
 from typing import get_args
 
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
-
-from sidecar.protocol import DiffusionParams, LoraApplyMode, Prediction, RngType, SamplingMethod, Scheduler, WeightType
+from diffusion_sidecar_protocol.types import (
+    DiffusionParams,
+    LoraApplyMode,
+    Prediction,
+    RngType,
+    SamplingMethod,
+    Scheduler,
+    WeightType,
+)
 
 
 def _names(function: str, count: int) -> list[str]:

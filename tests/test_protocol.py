@@ -5,11 +5,11 @@ from __future__ import annotations
 import anyio
 import msgspec
 import pytest
+from diffusion_sidecar_protocol.types import DiffusionParams, LoadModelParams
 
 from sidecar.errors import ERROR_CODES, SidecarError, from_validation_error
 from sidecar.jsonrpc import BadMessage, Notification, SuccessResponse, decode_message, encode, error_response
 from sidecar.models import FifoGate
-from sidecar.protocol import DiffusionParams, LoadModelParams
 from sidecar.worker import messages
 from sidecar.worker.png import encode_png, parameters_text
 

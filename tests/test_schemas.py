@@ -43,9 +43,10 @@ def test_every_schema_file_is_a_valid_draft_2020_12_schema() -> None:
 
 
 def test_openrpc_describes_every_method_notification_and_error() -> None:
+    from diffusion_sidecar_protocol.types import NOTIFICATIONS
+
     from sidecar.errors import ERROR_CODES
     from sidecar.handlers import METHODS
-    from sidecar.protocol import NOTIFICATIONS
 
     document = _load("openrpc.json")
     assert document["openrpc"].startswith("1.")

@@ -7,9 +7,10 @@ next request on it runs. Either way the cancelled request is answered at once wi
 
 from __future__ import annotations
 
+from diffusion_sidecar_protocol.types import CancelParams, CancelResult
+
 from ..context import Method, RequestContext
 from ..errors import invalid_params
-from ..protocol import CancelParams, CancelResult
 
 
 async def handle(params: CancelParams, ctx: RequestContext) -> CancelResult:

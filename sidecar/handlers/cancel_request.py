@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from diffusion_sidecar_protocol.types import CancelRequestParams
+
 from ..context import Method, RequestContext
-from ..protocol import CancelRequestParams
 
 
 async def handle(params: CancelRequestParams, ctx: RequestContext) -> None:

@@ -8,11 +8,11 @@ import time
 
 import anyio
 import msgspec
+from diffusion_sidecar_protocol.types import DiffusionParams, DiffusionProgress, DiffusionResult, Limits
 
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
 from ..models import LoadedModel, elapsed_ms
-from ..protocol import DiffusionParams, DiffusionProgress, DiffusionResult, Limits
 from ..worker import messages
 
 RANDOM_SEED_RANGE = 2**32

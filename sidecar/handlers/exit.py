@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
+from diffusion_sidecar_protocol.types import NoParams
+
 from ..context import Method, RequestContext
-from ..protocol import NoParams
 
 
 async def handle(params: NoParams, ctx: RequestContext) -> None:

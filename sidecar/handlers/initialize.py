@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from .. import __version__
-from ..context import Method, RequestContext
-from ..protocol import (
+from diffusion_sidecar_protocol.types import (
     CachePreset,
     InitializeParams,
     InitializeResult,
@@ -14,6 +12,9 @@ from ..protocol import (
     Scheduler,
     WeightType,
 )
+
+from .. import __version__
+from ..context import Method, RequestContext
 
 PROTOCOL_VERSION = "1.0"
 

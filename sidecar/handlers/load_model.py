@@ -7,11 +7,17 @@ import os
 from pathlib import Path
 
 import msgspec
+from diffusion_sidecar_protocol.types import (
+    COMPANION_FILES,
+    TEXT_ENCODER_FILES,
+    LoadModelParams,
+    LoadModelProgress,
+    LoadModelResult,
+)
 
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params
 from ..models import ModelSettings
-from ..protocol import COMPANION_FILES, TEXT_ENCODER_FILES, LoadModelParams, LoadModelProgress, LoadModelResult
 from ..worker import messages
 
 MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".gguf", ".pt", ".pth")

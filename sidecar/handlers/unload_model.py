@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from diffusion_sidecar_protocol.types import UnloadModelParams, UnloadModelResult
+
 from ..context import Method, RequestContext
-from ..protocol import UnloadModelParams, UnloadModelResult
 
 
 async def handle(params: UnloadModelParams, ctx: RequestContext) -> UnloadModelResult:

@@ -1,6 +1,6 @@
 """Python host client for diffusion-sidecar: spawn it, load models, generate images."""
 
-from sidecar.protocol import DiffusionProgress, DiffusionStats, LoadModelProgress
+from diffusion_sidecar_protocol.types import DiffusionProgress, DiffusionStats, LoadModelProgress
 
 from .client import DiffusionCall, Sidecar, SidecarError, SidecarExited, default_command
 from .sync import SyncSidecar

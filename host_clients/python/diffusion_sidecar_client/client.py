@@ -12,8 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import IO, Any
 
 import msgspec
-
-from sidecar.protocol import (
+from diffusion_sidecar_protocol.types import (
     CancelResult,
     DiffusionProgress,
     DiffusionResult,

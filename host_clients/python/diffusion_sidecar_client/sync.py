@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sidecar.protocol import DiffusionProgress, DiffusionStats
+from diffusion_sidecar_protocol.types import DiffusionProgress, DiffusionStats
 
 from .client import Sidecar
 
