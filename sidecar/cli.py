@@ -11,6 +11,7 @@ from diffusion_sidecar_protocol.types import Limits
 
 from . import __version__
 from .stdio_guard import claim_stdout
+from .synth_kinds import DEFAULT_KIND, KINDS
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 _LIMIT_FLAGS = [
@@ -72,13 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     synth = commands.add_parser(
         "synth-model",
-        help="write a synthetic-weights test model (real architecture, random weights) and print its path",
+        help="write a synthetic-weights test file (real architecture, random weights) and print its path",
         description=(
-            "Write an SD1.x tiny-UNet model in the diffusers folder layout with deterministic random "
-            "weights (about 1 GB). stable-diffusion.cpp loads and runs it, but its pictures are noise."
+            "Write a model file of a real stable-diffusion.cpp architecture with deterministic random "
+            "weights. The native library loads and runs it, but its pictures are noise. Kinds: "
+            + "; ".join(f"{name}: {kind.description}" for name, kind in KINDS.items())
+            + "."
         ),
     )
-    synth.add_argument("directory", metavar="DIR", help="folder to write the model into (created if needed)")
+    synth.add_argument("--kind", choices=list(KINDS), default=DEFAULT_KIND, help=f"default: {DEFAULT_KIND}")
+    synth.add_argument("directory", metavar="PATH", help="where to write it (folders are created if needed)")
     # The front process starts model workers through this command; it is not for people.
     worker = commands.add_parser("worker")
     worker.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -88,10 +92,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "synth-model":
-        from .synth_model import write_synthetic_model
+        from .synth_kinds import write
 
-        # Not the serving path: this command's stdout is the model's path, for scripts to read.
-        print(write_synthetic_model(args.directory))
+        # Not the serving path: this command's stdout is the written path, for scripts to read.
+        print(write(args.kind, args.directory))
         return
     if args.command == "worker":
         from .worker.main import run

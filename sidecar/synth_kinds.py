@@ -1,0 +1,35 @@
+"""Every kind of synthetic-weights file `diffusion-sidecar synth-model --kind KIND PATH` writes.
+
+One generator module per kind, imported only when its kind is asked for (numpy and the manifests
+stay off the serving path). Each writer takes the target path and returns what it wrote.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SynthKind:
+    module: str
+    """Module in `sidecar` with the writer."""
+    writer: str
+    description: str
+    """What PATH becomes, for `--help`."""
+
+
+KINDS: dict[str, SynthKind] = {
+    "sd1": SynthKind(
+        "synth_model", "write_synthetic_model", "an SD1.x tiny-UNet model, diffusers folder layout (PATH is a folder)"
+    ),
+}
+DEFAULT_KIND = "sd1"
+
+
+def write(kind: str, path: str | os.PathLike[str]) -> Path:
+    spec = KINDS[kind]
+    module = importlib.import_module(f"sidecar.{spec.module}")
+    return getattr(module, spec.writer)(path)
