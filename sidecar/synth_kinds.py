@@ -25,6 +25,12 @@ KINDS: dict[str, SynthKind] = {
     "sd1": SynthKind(
         "synth_model", "write_synthetic_model", "an SD1.x tiny-UNet model, diffusers folder layout (PATH is a folder)"
     ),
+    "flux": SynthKind(
+        "synth_flux",
+        "write_synthetic_flux",
+        "a tiny FLUX.1-dev DiT with separate CLIP-L and VAE files (PATH is a folder: diffusion.safetensors, "
+        "clip_l.safetensors, vae.safetensors)",
+    ),
 }
 DEFAULT_KIND = "sd1"
 
