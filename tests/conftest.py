@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar import synth_flux
 from sidecar.synth_model import default_cache_dir, write_synthetic_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,12 @@ def anyio_backend() -> str:
 def synthetic_model() -> str:
     """The synthetic-weights model, written once per machine into the cache and reused."""
     return str(write_synthetic_model(default_cache_dir()))
+
+
+@pytest.fixture(scope="session")
+def synthetic_flux() -> Path:
+    """The synthetic FLUX folder (diffusion model, CLIP-L, VAE), written once per machine and reused."""
+    return synth_flux.write_synthetic_flux(synth_flux.default_cache_dir())
 
 
 @pytest.fixture(scope="session")

@@ -84,6 +84,10 @@ export interface DiffusionResult {
   outputs: string[];
   seeds: number[];
   stats: DiffusionStats;
+  /** The sampling method used: the request's, else the model's native default. */
+  sampling_method: string;
+  /** The scheduler used: the request's, else the model's native default. */
+  scheduler: string;
 }
 
 /** What `diffusion()` returns at once. Only the first three are QVAC's; the rest are extras. */
@@ -95,6 +99,8 @@ export interface DiffusionCall {
   stats: Promise<DiffusionStats | undefined>;
   /** The seed of each image. */
   seeds: Promise<number[]>;
+  /** The sampling method and scheduler the images were made with (the model's defaults where omitted). */
+  sampling: Promise<{ sampling_method: string; scheduler: string }>;
   /** The JSON-RPC id of this call, for `cancel({ requestId })`. */
   requestId: number;
   /** Cancels this call; true if it was still pending (it then rejects with `CANCELLED`). */

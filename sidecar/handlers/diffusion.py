@@ -105,7 +105,13 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     stats = model.record(
         generation_ms=generation_ms, steps=params.steps, width=images[0].width, height=images[0].height, seeds=seeds
     )
-    return DiffusionResult(outputs=ctx.active.partial["outputs"], seeds=seeds, stats=stats)
+    return DiffusionResult(
+        outputs=ctx.active.partial["outputs"],
+        seeds=seeds,
+        stats=stats,
+        sampling_method=outcome.sampling_method,
+        scheduler=outcome.scheduler,
+    )
 
 
 def _base64(png: bytes) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import anyio
 import msgspec
 from diffusion_sidecar_protocol.types import (
     COMPANION_FILES,
@@ -17,6 +18,7 @@ from diffusion_sidecar_protocol.types import (
 
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params
+from ..model_header import refuse_dit_without_text_encoder
 from ..models import ModelSettings
 from ..worker import messages
 
@@ -72,6 +74,8 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
     }
     # With a separate text encoder, the main file is the standalone diffusion model (QVAC's rule).
     standalone = any(name in companions for name in TEXT_ENCODER_FILES)
+    if not standalone:
+        await anyio.to_thread.run_sync(refuse_dit_without_text_encoder, "modelPath", model_path)
     load = messages.Load(
         model_path="" if standalone else model_path,
         diffusion_model_path=model_path if standalone else "",

@@ -34,6 +34,7 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
             width=raw.width,
             height=raw.height,
             model=job.model_name,
+            guidance=None if model.is_unet else job.guidance,
         )
         png = encode_png(raw.data, raw.width, raw.height, raw.channels, parameters)
         send(messages.Image(index, seed, raw.width, raw.height, png))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import stable_diffusion_cpp
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 
-from . import messages
+from . import families, messages
 
 _lib = sd._lib
 _libc = ctypes.CDLL(None)  # frees what the native library malloc'ed for us
@@ -54,8 +54,6 @@ CACHE_THRESHOLDS = {
     sd.SDCacheMode.SD_CACHE_UCACHE: {"slow": 0.5, "medium": 1.0, "fast": 1.5, "ultra": 2.5},
     sd.SDCacheMode.SD_CACHE_EASYCACHE: {"slow": 0.15, "medium": 0.25, "fast": 0.40, "ultra": 0.60},
 }
-# Families stable-diffusion.cpp runs with a UNet; every other image family is a DiT.
-UNET_FAMILY_PREFIXES = ("SD 1.", "SD 2.", "SDXL", "SDXS", "Instruct-Pix2Pix")
 
 
 class NativeError(Exception):
@@ -69,6 +67,7 @@ class _NativeLog:
         self.level = level
         self.errors: deque[str] = deque(maxlen=8)
         self.family = ""
+        self.no_text_encoder = False
         self.callback = sd.sd_log_callback(self._on_line)  # kept alive as long as the log is
         sd.sd_set_log_callback(self.callback, None)
 
@@ -78,6 +77,8 @@ class _NativeLog:
             self.errors.append(line.split(" - ", 1)[-1])
         if " - Version: " in line:  # the only place the library names the detected architecture
             self.family = line.split(" - Version: ", 1)[1].strip()
+        if "No text encoders provided" in line:
+            self.no_text_encoder = True
         if level >= self.level and line:
             os.write(2, f"[native] {line}\n".encode())
 
@@ -148,12 +149,17 @@ class NativeModel:
             self._progress.listener = None
         if not self._ctx:
             raise self._log.failure("the native library could not create a context for this model")
+        if self._log.no_text_encoder:
+            # Such a context loads, then segfaults in the sampler: refuse it while that is cheap.
+            sd.free_sd_ctx(self._ctx)
+            raise NativeError(
+                "this model has no text encoder: give its text encoder(s) in modelConfig "
+                "(clipLPath and/or t5xxlPath for FLUX)"
+            )
         self.family = self._log.family or "unknown"
-        is_unet = self.family.startswith(UNET_FAMILY_PREFIXES)
-        self._cache_mode = sd.SDCacheMode.SD_CACHE_UCACHE if is_unet else sd.SDCacheMode.SD_CACHE_EASYCACHE
-        # A UNet halves the latent three times and the VAE scales by 8: the library rounds other
-        # sizes up to a multiple of 64 (silently, as far as the caller can see).
-        self.size_multiple = 64 if is_unet else 8
+        self.is_unet = families.is_unet(self.family)
+        self._cache_mode = sd.SDCacheMode.SD_CACHE_UCACHE if self.is_unet else sd.SDCacheMode.SD_CACHE_EASYCACHE
+        self.size_multiple = families.size_multiple(self.family)
 
     def resolve_sampling(self, sampling_method: str | None, scheduler: str | None) -> tuple[int, int]:
         """The method and scheduler a generation will use: the caller's, else the model's defaults."""

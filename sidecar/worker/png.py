@@ -28,6 +28,7 @@ def parameters_text(
     width: int,
     height: int,
     model: str,
+    guidance: float | None = None,
 ) -> str:
     lines = [prompt]
     if negative_prompt:
@@ -37,6 +38,8 @@ def parameters_text(
         "Sampler": sampler,
         "Schedule type": scheduler,
         "CFG scale": f"{cfg_scale:g}",
+        # Forge's name for FLUX's distilled guidance, which "PNG info" readers know; UNets have none.
+        **({} if guidance is None else {"Distilled CFG Scale": f"{guidance:g}"}),
         "Seed": seed,
         "Size": f"{width}x{height}",
         "Model": model,

@@ -72,6 +72,7 @@ export function diffusionCall(start, cancel) {
     outputs: handled(result.then((r) => r.outputs.map(decodeImage))),
     stats: handled(result.then((r) => r.stats)),
     seeds: handled(result.then((r) => r.seeds)),
+    sampling: handled(result.then((r) => ({ sampling_method: r.sampling_method, scheduler: r.scheduler }))),
     /** Resolves to true if the call was still pending (it then rejects with CANCELLED). */
     cancel: async () => (await cancel(id)).cancelled > 0,
   };

@@ -53,6 +53,11 @@ test("basic usage: only the outputs awaited", LIMIT, async () => {
   assert.deepEqual(pngSize(buffers[0]), { width: 64, height: 64 });
 });
 
+test("the result names the sampling method and scheduler it used", LIMIT, async () => {
+  const { sampling } = sidecar.diffusion({ modelId, ...SMALL, seed: 3, sampling_method: "euler", scheduler: "karras" });
+  assert.deepEqual(await sampling, { sampling_method: "euler", scheduler: "karras" });
+});
+
 test("a batch: one image per seed, ticks naming each image, stats of the whole call", LIMIT, async () => {
   const call = sidecar.diffusion({ modelId, ...SMALL, seed: 40, batch_count: 2 });
   const ticks = [];

@@ -92,10 +92,12 @@ class DiffusionCall:
         self.outputs: asyncio.Future[list[bytes]] = loop.create_future()
         self.stats: asyncio.Future[DiffusionStats] = loop.create_future()
         self.seeds: asyncio.Future[list[int]] = loop.create_future()
+        self.sampling: asyncio.Future[tuple[str, str]] = loop.create_future()
+        """The sampling method and scheduler the images were made with (the model's defaults where omitted)."""
         answer.add_done_callback(self._settle)
 
     def _settle(self, answer: asyncio.Future[DiffusionResult]) -> None:
-        futures = (self.outputs, self.stats, self.seeds)
+        futures = (self.outputs, self.stats, self.seeds, self.sampling)
         if answer.cancelled() or answer.exception() is not None:
             error = SidecarError(-32800, "cancelled") if answer.cancelled() else answer.exception()
             for future in futures:
@@ -107,6 +109,7 @@ class DiffusionCall:
             self.outputs.set_result([base64.b64decode(image) for image in result.outputs])
             self.stats.set_result(result.stats)
             self.seeds.set_result(result.seeds)
+            self.sampling.set_result((result.sampling_method, result.scheduler))
         self._ticks.put_nowait(None)
 
     async def cancel(self) -> bool:

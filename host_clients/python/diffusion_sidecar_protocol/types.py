@@ -235,6 +235,10 @@ class DiffusionResult(Struct, kw_only=True):
     seeds: list[int]
     """Seed of each image: image i used seed + i."""
     stats: DiffusionStats
+    sampling_method: str
+    """The sampling method the images were made with: the request's, else the model's native default."""
+    scheduler: str
+    """The scheduler the images were made with: the request's, else the model's native default."""
 
 
 # --- cancel ------------------------------------------------------------------------------------

@@ -1,0 +1,33 @@
+"""What a model family (the name stable-diffusion.cpp logs as `Version: ...`) implies for a request.
+
+The names and rules are the pinned library's (`model_version_to_str`, `sd_version_is_unet`,
+`get_vae_scale_factor`, `get_diffusion_model_down_factor` in `stable-diffusion.cpp`).
+"""
+
+from __future__ import annotations
+
+UNET_FAMILIES = frozenset({
+    "SD 1.x", "SD 1.x Inpaint", "Instruct-Pix2Pix", "SD 1.x Tiny UNet", "SDXS (512-DS)",
+    "SD 2.x", "SD 2.x Inpaint", "SD 2.x Tiny UNet", "SDXS (09)",
+    "SDXL", "SDXL Inpaint", "SDXL Instruct-Pix2Pix", "SDXL (Vega)", "SDXL (SSD1B)",
+})  # fmt: skip
+# VAEs that scale by 16 (FLUX.2's patchifies 2x2 after its 8x); Chroma Radiance works on pixels.
+VAE_SCALE = {"Wan 2.2 TI2V": 16, "Flux.2": 16, "Flux.2 klein": 16, "Ernie Image": 16, "Chroma Radiance": 1}
+WAN_FAMILIES = frozenset({"Wan 2.x", "Wan 2.2 I2V", "Wan 2.2 TI2V"})
+# Every width and height the protocol takes is a multiple of 8 already.
+PROTOCOL_MULTIPLE = 8
+
+
+def is_unet(family: str) -> bool:
+    return family in UNET_FAMILIES
+
+
+def size_multiple(family: str) -> int:
+    """The multiple the library rounds `width` and `height` up to (silently) for this family.
+
+    It is the VAE's scale times the diffusion model's own down-sampling: a UNet halves the latent
+    three times (64 in all), Wan's DiT twice in space, other DiTs patchify inside and pad, so any
+    latent size does.
+    """
+    down = 8 if is_unet(family) else 2 if family in WAN_FAMILIES else 1
+    return max(VAE_SCALE.get(family, 8) * down, PROTOCOL_MULTIPLE)
