@@ -163,16 +163,16 @@ async def test_wrong_companion_files_fail_the_load_with_the_native_reason(
 ) -> None:
     path, config = flux_load(synthetic_flux)
     unet = str(Path(synthetic_model) / "unet" / "diffusion_pytorch_model.safetensors")
-    wrong = {
-        "a VAE as the text encoder": (path, {**config, "clipLPath": config["vaePath"]}),
-        "a UNet as the DiT": (unet, config),
-        "the text encoder as the VAE": (path, {**config, "vaePath": config["clipLPath"]}),
+    wrong = {  # the file in the wrong slot, and what the native library says about it
+        "a VAE as the text encoder": (path, {**config, "clipLPath": config["vaePath"]}, "not in model file"),
+        "a UNet as the DiT": (unet, config, "get sd version from file failed"),
+        "the text encoder as the VAE": (path, {**config, "vaePath": config["clipLPath"]}, "not in model file"),
     }
-    for case, (model_path, model_config) in wrong.items():
+    for case, (model_path, model_config, native_reason) in wrong.items():
         with pytest.raises(SidecarError) as failed:
             await sidecar.load_model(model_path, model_config)
         assert failed.value.data_code == "MODEL_LOAD_FAILED", case
-        assert "tensor" in failed.value.data["reason"], (case, failed.value.data["reason"])
+        assert native_reason in failed.value.data["reason"], (case, failed.value.data["reason"])
 
 
 async def test_a_crashed_flux_worker_is_reported_and_the_model_loads_again(
