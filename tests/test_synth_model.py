@@ -63,3 +63,22 @@ def test_synth_model_command_prints_the_model_path(synthetic_model: str) -> None
     )
     assert done.stdout.strip() == synthetic_model
     assert "noise" in json.loads((Path(synthetic_model) / "model_index.json").read_text())["_synthetic"]
+
+
+def test_flux_kind_writes_its_three_files_deterministically(
+    synthetic_flux: Path, synthetic_model: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "synth-model", "--kind", "flux", str(tmp_path / "flux")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == str(tmp_path / "flux")
+    for name in ("diffusion.safetensors", "clip_l.safetensors", "vae.safetensors"):
+        assert _sha256(tmp_path / "flux" / name) == _sha256(synthetic_flux / name), name
+    # CLIP-L is the SD1 model's text encoder, tensor for tensor.
+    clip_l = _sha256(synthetic_flux / "clip_l.safetensors")
+    assert clip_l == _sha256(Path(synthetic_model) / "text_encoder" / "model.safetensors")
+    with open(synthetic_flux / "diffusion.safetensors", "rb") as file:
+        header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
+    header.pop("__metadata__")
+    assert 1.5e6 < sum(math.prod(entry["shape"]) for entry in header.values()) < 1.7e6
