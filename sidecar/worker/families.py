@@ -31,3 +31,20 @@ def size_multiple(family: str) -> int:
     """
     down = 8 if is_unet(family) else 2 if family in WAN_FAMILIES else 1
     return max(VAE_SCALE.get(family, 8) * down, PROTOCOL_MULTIPLE)
+
+
+# Families whose diffusion model reads reference-image latents (`ref_latents` in
+# `diffusion_model.hpp`: FluxModel, QwenImageModel, ZImageModel); every other family would encode
+# the images and drop them. The UNet edit models (Instruct-Pix2Pix) read the first one only.
+REF_IMAGE_FAMILIES = frozenset({
+    "Flux", "Flux Fill", "Flux Control", "Flex.2", "Chroma Radiance", "Flux.2", "Flux.2 klein",
+    "Ovis Image", "Qwen Image", "Z-Image",
+})  # fmt: skip
+ONE_REF_IMAGE_FAMILIES = frozenset({"Instruct-Pix2Pix", "SDXL Instruct-Pix2Pix"})
+
+
+def max_ref_images(family: str) -> int:
+    """How many `ref_images` the family uses: 0 where the library would silently drop them."""
+    if family in REF_IMAGE_FAMILIES:
+        return 1 << 30
+    return 1 if family in ONE_REF_IMAGE_FAMILIES else 0
