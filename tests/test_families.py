@@ -12,10 +12,11 @@ from sidecar.synth_model import write_safetensors
 from sidecar.worker import families, messages
 from sidecar.worker.native import NativeError, NativeModel
 
-ONE_STEP = dict(
-    prompt="a kite", negative_prompt="", steps=1, cfg_scale=1.0, guidance=3.5, sampling_method=None,
-    scheduler=None, seeds=[1], vae_tiling=False, cache_preset=None, model_name="m",
-)  # fmt: skip
+ONE_STEP = {
+    "prompt": "a kite", "negative_prompt": "", "steps": 1, "cfg_scale": 1.0, "guidance": 3.5,
+    "sampling_method": None, "scheduler": None, "seeds": [1], "vae_tiling": False, "cache_preset": None,
+    "model_name": "m",
+}  # fmt: skip
 
 
 def _size(model: NativeModel, width: int, height: int) -> tuple[int, int]:

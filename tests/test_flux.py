@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from diffusion_sidecar_client import Sidecar, SidecarError
 from PIL import Image
 
-from diffusion_sidecar_client import Sidecar, SidecarError
 from tests.harness import kill, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio
@@ -194,4 +194,3 @@ async def test_a_crashed_flux_worker_is_reported_and_the_model_loads_again(
     _, png, _ = await _generate(sidecar, model_id, steps=1)
     assert _png(png).size == (64, 64)
     await sidecar.unload_model(model_id)
-
