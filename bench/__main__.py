@@ -21,7 +21,9 @@ from sidecar.stdio_guard import claim_stdout
 from . import cache, cancel, memory, output, overhead, progress, ready, threads, throughput
 from .common import NOISE_NOTE, Row, synthetic_model
 
-ITEMS = {module.TITLE: module for module in (overhead, throughput, ready, progress, output, memory, threads, cancel, cache)}
+ITEMS = {
+    module.TITLE: module for module in (overhead, throughput, ready, progress, output, memory, threads, cancel, cache)
+}
 LATEST = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
