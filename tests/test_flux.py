@@ -77,7 +77,9 @@ async def test_load_names_the_family_and_reports_progress(loaded) -> None:
     assert progress and progress[-1].loaded == progress[-1].total > 0
 
 
-async def test_text_to_image_with_the_native_defaults_reported(sidecar: Sidecar, flux: str, synthetic_flux) -> None:
+async def test_text_to_image_with_the_native_defaults_reported(
+    sidecar: Sidecar, flux: str, synthetic_flux: Path
+) -> None:
     from sidecar.worker import messages
     from sidecar.worker.native import NativeModel
 
@@ -132,7 +134,7 @@ async def test_every_cache_preset_runs_on_both_families(sidecar: Sidecar, flux: 
             assert _png(png).size == (64, 64) and [tick.step for tick in ticks] == list(range(1, steps + 1))
 
 
-async def test_cancel_reloads_and_unload_frees_the_worker(sidecar: Sidecar, flux: str, synthetic_flux) -> None:
+async def test_cancel_ends_the_worker_and_the_model_comes_back(sidecar: Sidecar, flux: str) -> None:
     await _generate(sidecar, flux, steps=1)  # settle any earlier reload
     before = worker_pids(sidecar.pid)
     call = sidecar.diffusion(modelId=flux, **{**SMALL, "steps": 100})
@@ -175,9 +177,7 @@ async def test_wrong_companion_files_fail_the_load_with_the_native_reason(
         assert native_reason in failed.value.data["reason"], (case, failed.value.data["reason"])
 
 
-async def test_a_crashed_flux_worker_is_reported_and_the_model_loads_again(
-    sidecar: Sidecar, synthetic_flux: Path
-) -> None:
+async def test_a_crashed_flux_worker_is_reported_reloaded_and_unloaded(sidecar: Sidecar, synthetic_flux: Path) -> None:
     # Its own copy (other options), so the module's model stays loaded.
     path, config = flux_load(synthetic_flux)
     others = worker_pids(sidecar.pid)
@@ -193,4 +193,6 @@ async def test_a_crashed_flux_worker_is_reported_and_the_model_loads_again(
     assert await sidecar.load_model(path, {**config, "threads": 1}) == model_id
     _, png, _ = await _generate(sidecar, model_id, steps=1)
     assert _png(png).size == (64, 64)
+    (reloaded,) = worker_pids(sidecar.pid) - others
     await sidecar.unload_model(model_id)
+    assert wait_gone(reloaded, timeout=5) and worker_pids(sidecar.pid) == others
