@@ -54,7 +54,9 @@ def run(command: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]
 
 
 def test_the_client_wheel_alone_runs_the_seed_example(tmp_path: Path, frozen_binary: Path, synthetic_model: str) -> None:
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", PYTHON_CLIENT, "-w", tmp_path / "wheels"])
+    # Built from a copy: setuptools leaves build/ in the source folder, and a stale one could leak into a wheel.
+    source = shutil.copytree(PYTHON_CLIENT, tmp_path / "source", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", source, "-w", tmp_path / "wheels"])
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
     assert wheel.name == f"diffusion_sidecar_client-{__version__}-py3-none-any.whl"  # pure Python, any platform
 
