@@ -8,9 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from diffusion_sidecar_client import PROTOCOL_VERSION, ProtocolMismatch, Sidecar, SidecarNotFound, __version__
-from diffusion_sidecar_client import discovery
+from diffusion_sidecar_client import (
+    PROTOCOL_VERSION,
+    ProtocolMismatch,
+    Sidecar,
+    SidecarNotFound,
+    __version__,
+    discovery,
+)
 
 FAKE = Path(__file__).with_name("fake_sidecar.py")
 
@@ -78,7 +83,9 @@ async def test_start_finds_the_sidecar_through_the_variable_in_env(tmp_path: Pat
 
 @pytest.mark.parametrize("version", ["1.0", "1.9"])
 async def test_the_same_major_version_is_accepted(version: str) -> None:
-    async with await Sidecar.start([sys.executable, str(FAKE), "fake"], env={"FAKE_PROTOCOL_VERSION": version}) as sidecar:
+    async with await Sidecar.start(
+        [sys.executable, str(FAKE), "fake"], env={"FAKE_PROTOCOL_VERSION": version}
+    ) as sidecar:
         assert sidecar.protocol_version == version
 
 
@@ -88,7 +95,11 @@ async def test_another_major_version_is_refused_and_the_sidecar_ended(version: s
     with pytest.raises(ProtocolMismatch) as raised:
         await Sidecar.start([sys.executable, str(FAKE), "9.0.0"], env=env)
     error = raised.value
-    assert (error.data_code, error.protocol_version, error.server_version) == ("PROTOCOL_MISMATCH", version or "", "9.0.0")
+    assert (error.data_code, error.protocol_version, error.server_version) == (
+        "PROTOCOL_MISMATCH",
+        version or "",
+        "9.0.0",
+    )
     assert f"speaks {PROTOCOL_VERSION}" in str(error) and "diffusion-sidecar 9.0.0" in str(error)
     with pytest.raises(ProcessLookupError):  # ended and reaped, not left running
         os.kill(int((tmp_path / "pid").read_text()), 0)

@@ -14,9 +14,8 @@ import time
 import tomllib
 from pathlib import Path
 
-from PIL import Image
-
 from diffusion_sidecar_protocol import __version__
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON_CLIENT = ROOT / "host_clients" / "python"
@@ -53,7 +52,9 @@ def run(command: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]
     return subprocess.run([str(part) for part in command], capture_output=True, text=True, check=True, **kwargs)
 
 
-def test_the_client_wheel_alone_runs_the_seed_example(tmp_path: Path, frozen_binary: Path, synthetic_model: str) -> None:
+def test_the_client_wheel_alone_runs_the_seed_example(
+    tmp_path: Path, frozen_binary: Path, synthetic_model: str
+) -> None:
     # Built from a copy: setuptools leaves build/ in the source folder, and a stale one could leak into a wheel.
     source = shutil.copytree(PYTHON_CLIENT, tmp_path / "source", ignore=shutil.ignore_patterns("build", "*.egg-info"))
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", source, "-w", tmp_path / "wheels"])
@@ -80,10 +81,17 @@ def test_the_client_wheel_alone_runs_the_seed_example(tmp_path: Path, frozen_bin
     check_example_ran(ran.stdout, tmp_path)
 
 
-def test_the_packed_node_client_runs_the_seed_example(tmp_path: Path, frozen_binary: Path, synthetic_model: str) -> None:
+def test_the_packed_node_client_runs_the_seed_example(
+    tmp_path: Path, frozen_binary: Path, synthetic_model: str
+) -> None:
     packed = json.loads(run(["npm", "pack", "--json", "--pack-destination", tmp_path, NODE_CLIENT]).stdout)
     tarball = tmp_path / packed[0]["filename"]
-    assert {entry["path"] for entry in packed[0]["files"]} >= {"package.json", "index.d.ts", "src/index.js", "README.md"}
+    assert {entry["path"] for entry in packed[0]["files"]} >= {
+        "package.json",
+        "index.d.ts",
+        "src/index.js",
+        "README.md",
+    }
     assert not any(entry["path"].startswith(("test", "examples")) for entry in packed[0]["files"])
 
     host = tmp_path / "host"

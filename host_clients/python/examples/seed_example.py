@@ -13,7 +13,6 @@ import asyncio
 from pathlib import Path
 
 import msgspec
-
 from diffusion_sidecar_client import Sidecar
 
 
