@@ -8,11 +8,11 @@ from .discovery import SidecarNotFound, default_command
 from .sync import SyncSidecar
 
 __all__ = [
+    "PROTOCOL_VERSION",
     "DiffusionCall",
     "DiffusionProgress",
     "DiffusionStats",
     "LoadModelProgress",
-    "PROTOCOL_VERSION",
     "ProtocolMismatch",
     "Sidecar",
     "SidecarError",
