@@ -20,7 +20,7 @@ _LIMIT_FLAGS = [
     ("--max-batch-count", "maxBatchCount", "most images per diffusion request"),
     ("--max-queue", "maxQueue", "most requests waiting on one model; past it QUEUE_FULL"),
     ("--max-models", "maxModels", "most models loaded at once"),
-    ("--max-running", "maxRunning", "most generations running at once across models; fewer when their threads do not fit the cores"),
+    ("--max-running", "maxRunning", "most generations running at once across models, cores permitting"),
     ("--max-line-bytes", "maxLineBytes", "longest input line accepted"),
 ]
 

@@ -32,11 +32,13 @@ class FakeJobs:
         self._finish: dict[str, anyio.Event] = {}
         self.scopes: dict[str, anyio.CancelScope] = {}
 
-    async def submit(self, label: str, demand: Demand = Demand(), owner: object = None, gate: FifoGate | None = None):
-        """Start a job; return once everything it set off has settled."""
+    async def submit(
+        self, label: str, demand: Demand | None = None, owner: object = None, gate: FifoGate | None = None
+    ):
+        """Start a job (a whole-device one unless told); return once everything it set off has settled."""
         self._finish[label] = anyio.Event()
         self.scopes[label] = anyio.CancelScope()
-        self.group.start_soon(self._run, label, demand, owner or label, gate)
+        self.group.start_soon(self._run, label, demand or Demand(), owner or label, gate)
         await anyio.wait_all_tasks_blocked()
 
     async def _run(self, label: str, demand: Demand, owner: object, gate: FifoGate | None) -> None:
@@ -246,9 +248,7 @@ async def sidecar(sidecar_command: list[str], synthetic_model: str):
 async def test_max_running_decides_whether_models_that_fit_the_cores_run_together(
     sidecar_command: list[str], synthetic_model: str, max_running: int
 ) -> None:
-    raw = await _sidecar_with_two_models(
-        sidecar_command, synthetic_model, "--max-running", str(max_running), threads=1
-    )
+    raw = await _sidecar_with_two_models(sidecar_command, synthetic_model, "--max-running", str(max_running), threads=1)
     try:
         assert raw.initialize["limits"]["maxRunning"] == max_running
         assert raw.initialize["backend"]["physicalCores"] >= 2, "this test needs two physical cores"
@@ -262,7 +262,9 @@ async def test_max_running_decides_whether_models_that_fit_the_cores_run_togethe
 
 
 def test_max_running_must_be_at_least_one() -> None:
-    refused = subprocess.run([sys.executable, "-m", "sidecar", "--max-running", "0"], capture_output=True, text=True)
+    refused = subprocess.run(
+        [sys.executable, "-m", "sidecar", "--max-running", "0"], capture_output=True, text=True, check=False
+    )
     assert refused.returncode == 2 and "--max-running must be at least 1" in refused.stderr
 
 
