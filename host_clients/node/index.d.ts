@@ -193,6 +193,8 @@ export interface Limits {
   maxBatchCount: number;
   maxQueue: number;
   maxModels: number;
+  /** Generations running at once across every model; the others wait, queued, in arrival order. */
+  maxRunning: number;
   maxLineBytes: number;
   modelsRoot: string | null;
 }

@@ -13,6 +13,7 @@ from diffusion_sidecar_protocol.types import DiffusionParams, DiffusionProgress,
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
 from ..models import LoadedModel, elapsed_ms
+from ..scheduler import ComputeScheduler
 from ..worker import messages
 
 RANDOM_SEED_RANGE = 2**32
@@ -30,12 +31,12 @@ def check_limits(params: DiffusionParams, limits: Limits) -> None:
         raise invalid_params("seed", f"seed + batch_count - 1 must be <= {limits.maxSeed}")
 
 
-def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits) -> None:
+def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits, scheduler: ComputeScheduler) -> None:
     """What depends on the model: the sizes it can make, the room left in its queue."""
     for field in ("width", "height"):
         if getattr(params, field) % model.size_multiple:
             raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")
-    queued = max(len(model.gate) - 1, 0)  # the request at the head of the gate is running
+    queued = sum(not turn.running for turn in scheduler.turns(model))  # waiting for the device counts
     if queued >= limits.maxQueue:
         raise SidecarError(
             "QUEUE_FULL",
@@ -50,7 +51,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     check_limits(params, ctx.server.limits)
     models = ctx.server.models
     model = models.get(params.modelId)
-    check_fits_model(params, model, ctx.server.limits)
+    check_fits_model(params, model, ctx.server.limits, ctx.server.scheduler)
     ctx.active.model_id = model.model_id
     if params.timeoutMs:
         ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
@@ -91,7 +92,8 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
             ctx.active.partial["outputs"].append(_base64(event.png))
             ctx.active.partial["seeds"].append(event.seed)
 
-    async with model.gate.ticket():
+    turn = ctx.server.scheduler.turn(model.demand, owner=model, label=ctx.request_id, after=model.gate.ticket())
+    async with turn:  # its model's queue first, then the compute device, shared with every model
         ctx.active.running = True
         started = time.monotonic()
         try:

@@ -83,6 +83,10 @@ class Limits(Struct, kw_only=True):
     """Requests waiting on one model (the running one not counted); past it, QUEUE_FULL."""
     maxModels: int = 4
     """Models loaded at once (each is a process holding its weights in memory)."""
+    maxRunning: int = 4
+    """Generations running at once, across every model; the others wait, queued, in arrival order.
+    Below it, requests of different models run together only when their threads fit the physical
+    cores (a model loaded without `threads` uses them all, so runs alone)."""
     maxLineBytes: int = 64 * 1024 * 1024
     """Longest accepted input line; a longer one is refused without being read into memory."""
     modelsRoot: str | None = None
