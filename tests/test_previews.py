@@ -115,16 +115,6 @@ async def test_tae_previews_full_size_at_the_interval_with_heun(sidecar: RawSide
     _check_phases(ticks, images=1, steps=2)
 
 
-async def test_vae_previews_with_dpm2_and_noisy_latents(sidecar: RawSidecar) -> None:
-    # dpm2's last step is a single, negated call: its preview is still sent, once.
-    response, ticks, previews = await _generate(
-        sidecar, steps=2, seed=6, sampling_method="dpm2", preview_method="vae", preview_noisy=True
-    )
-    assert "result" in response, response
-    _check_previews(previews, images=1, steps=2, interval=1, size=(64, 64))
-    _check_phases(ticks, images=1, steps=2)
-
-
 async def test_a_cancel_stops_the_previews(sidecar: RawSidecar) -> None:
     request_id = await sidecar.send("diffusion", {"modelId": sidecar.model_id, **SMALL, "steps": 30, "preview_method": "proj"})
     await sidecar.wait_for(lambda m: m.get("method") == "diffusion/preview" and m["params"]["requestId"] == request_id, 600)
@@ -140,7 +130,11 @@ async def test_a_cancel_stops_the_previews(sidecar: RawSidecar) -> None:
     assert late == []
 
 
-async def test_tae_without_a_taesd_file_is_refused(sidecar: RawSidecar, synthetic_model: str) -> None:
+async def test_without_a_taesd_file_tae_is_refused_and_vae_previews_decode_full_size(
+    sidecar: RawSidecar, synthetic_model: str
+) -> None:
+    # On a model loaded with a TAESD file the library decodes `vae` previews with the TAESD as
+    # well: the model's own VAE previews need a model loaded without one.
     plain = await sidecar.call("loadModel", {"modelPath": synthetic_model}, timeout=600)
     model_id = plain["result"]["modelId"]
     assert model_id != sidecar.model_id
@@ -151,11 +145,18 @@ async def test_tae_without_a_taesd_file_is_refused(sidecar: RawSidecar, syntheti
         error = refused["error"]
         assert error["code"] == -32602 and error["data"]["field"] == "preview_method"
         assert "taesdPath" in error["data"]["rule"]
+        # dpm2's last step is a single, negated call: its preview is still sent, once.
+        job = {**SMALL, "steps": 2, "seed": 8, "sampling_method": "dpm2"}
+        request_id = await sidecar.send(
+            "diffusion", {"modelId": model_id, **job, "preview_method": "vae", "preview_noisy": True}
+        )
+        with_vae = await sidecar.response(request_id, timeout=600)
+        _check_previews(sidecar.notifications("diffusion/preview", request_id), images=1, steps=2, interval=1, size=(64, 64))
+        _check_phases(sidecar.notifications("diffusion/progress", request_id), images=1, steps=2)
         # The TAESD file serves previews only: the final image is the model's VAE's, as without it.
-        without = await sidecar.call("diffusion", {"modelId": model_id, **SMALL, "steps": 1, "seed": 8}, timeout=600)
-        with_tae, _, previews = await _generate(sidecar, steps=1, seed=8, preview_method="tae")
-        assert len(previews) == 1
-        assert with_tae["result"]["outputs"] == without["result"]["outputs"]
+        with_tae, _, previews = await _generate(sidecar, **job, preview_method="tae")
+        _check_previews(previews, images=1, steps=2, interval=1, size=(64, 64))
+        assert with_tae["result"]["outputs"] == with_vae["result"]["outputs"]
     finally:
         await sidecar.call("unloadModel", {"modelId": model_id})
 

@@ -19,6 +19,7 @@ dropped, because `flush` waits for it before the image is reported.
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ class PreviewEncoder:
             try:
                 png = encode_png(frame.data, frame.width, frame.height, frame.channels, None)
                 self._send(messages.Preview(frame.image, frame.step, frame.steps, frame.width, frame.height, png))
+            except Exception as error:  # one lost preview must not stop the ones after it
+                print(f"preview of step {frame.step} dropped: {error!r}", file=sys.stderr, flush=True)
             finally:
                 with self._changed:
                     self._busy = False

@@ -200,7 +200,8 @@ class DiffusionParams(Params):
     """Live previews as `diffusion/preview` notifications; omitted: none. `proj`: a fixed linear map
     of the latent to RGB, latent-sized (width/8 x height/8), nearly free. `tae`: the TAESD file
     loaded with `modelConfig.taesdPath`, full size, cheap. `vae`: the model's VAE, full size, a
-    whole VAE decode per preview."""
+    whole VAE decode per preview (on a model loaded with `taesdPath` the library decodes these with
+    the TAESD file too)."""
     preview_interval: PositiveInt = 1
     """A preview every this many sampling steps (at steps that are multiples of it)."""
     preview_noisy: bool = False
