@@ -3,8 +3,8 @@
 One sidecar, the synthetic model loaded with a synthetic TAESD file; the same job (256x256,
 4 steps, seed 42, euler) with no previews and with proj, tae and vae previews at interval 1,
 interleaved (who goes first rotates). Each method's figure is the median of its per-round ratio
-to the no-preview run of the same round. BENCH_PREVIEW_ROUNDS / BENCH_PREVIEW_SIZE make a small
-run to check that the item works.
+to the no-preview run of the same round. BENCH_PREVIEW_ROUNDS, BENCH_PREVIEW_SIZE and
+BENCH_PREVIEW_STEPS make a small run to check that the item works.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .common import Row, direct_job, interleaved, ms_since, physical_cores, summ
 TITLE = "previews"
 SIZE = int(os.environ.get("BENCH_PREVIEW_SIZE", "256"))
 ROUNDS = int(os.environ.get("BENCH_PREVIEW_ROUNDS", "5"))
-JOB = direct_job(SIZE, SIZE)
+JOB = {**direct_job(SIZE, SIZE), "steps": int(os.environ.get("BENCH_PREVIEW_STEPS", "4"))}
 METHODS = ("none", "proj", "tae", "vae")
 TARGETS = {"proj": 1.02, "tae": 1.10}
 

@@ -17,7 +17,8 @@ from diffusion_sidecar_client import Sidecar
 from sidecar.synth_taesd import write_synthetic_taesd
 from tests.harness import RawSidecar
 
-pytestmark = pytest.mark.anyio
+# Several generations per test: generous on a busy machine (each is about a second on an idle one).
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(900)]
 
 SMALL = {"prompt": "a lighthouse at dusk", "width": 64, "height": 64}
 PHASE_SUM_TOLERANCE_MS = (0.05, 100.0)
@@ -88,7 +89,7 @@ def _check_phase_stats(stats: dict, sampling_steps: int) -> None:
     share, floor = PHASE_SUM_TOLERANCE_MS
     assert all(stats[key] > 0 for key in ("conditionerMs", "denoiseMs", "vaeMs", "postProcessMs")), stats
     assert stats["generationMs"] - max(share * stats["generationMs"], floor) <= phases <= stats["generationMs"], stats
-    assert stats["stepsPerSecond"] == pytest.approx(sampling_steps / stats["denoiseMs"] * 1000, rel=1e-3)
+    assert stats["stepsPerSecond"] == pytest.approx(sampling_steps / stats["denoiseMs"] * 1000, abs=5e-4)  # 3 decimals
 
 
 async def test_proj_previews_every_step_of_every_image_with_phases_and_stats(sidecar: RawSidecar) -> None:
