@@ -49,9 +49,7 @@ async def measure(model: str) -> dict:
                 return once
 
             times = await interleaved(ROUNDS, {method: run(method) for method in METHODS})
-    ratios = {
-        method: summary([t / base for t, base in zip(times[method], times["none"])]) for method in METHODS[1:]
-    }
+    ratios = {method: summary([t / base for t, base in zip(times[method], times["none"])]) for method in METHODS[1:]}
     return {
         "unit": "ms",
         "job": JOB,

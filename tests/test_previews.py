@@ -117,8 +117,12 @@ async def test_tae_previews_full_size_at_the_interval_with_heun(sidecar: RawSide
 
 
 async def test_a_cancel_stops_the_previews(sidecar: RawSidecar) -> None:
-    request_id = await sidecar.send("diffusion", {"modelId": sidecar.model_id, **SMALL, "steps": 30, "preview_method": "proj"})
-    await sidecar.wait_for(lambda m: m.get("method") == "diffusion/preview" and m["params"]["requestId"] == request_id, 600)
+    request_id = await sidecar.send(
+        "diffusion", {"modelId": sidecar.model_id, **SMALL, "steps": 30, "preview_method": "proj"}
+    )
+    await sidecar.wait_for(
+        lambda m: m.get("method") == "diffusion/preview" and m["params"]["requestId"] == request_id, 600
+    )
     await sidecar.call("cancel", {"requestId": request_id})
     cancelled = await sidecar.response(request_id)
     assert cancelled["error"]["data"]["code"] == "CANCELLED"
@@ -152,7 +156,9 @@ async def test_without_a_taesd_file_tae_is_refused_and_vae_previews_decode_full_
             "diffusion", {"modelId": model_id, **job, "preview_method": "vae", "preview_noisy": True}
         )
         with_vae = await sidecar.response(request_id, timeout=600)
-        _check_previews(sidecar.notifications("diffusion/preview", request_id), images=1, steps=2, interval=1, size=(64, 64))
+        _check_previews(
+            sidecar.notifications("diffusion/preview", request_id), images=1, steps=2, interval=1, size=(64, 64)
+        )
         _check_phases(sidecar.notifications("diffusion/progress", request_id), images=1, steps=2)
         # The TAESD file serves previews only: the final image is the model's VAE's, as without it.
         with_tae, _, previews = await _generate(sidecar, **job, preview_method="tae")
@@ -162,7 +168,9 @@ async def test_without_a_taesd_file_tae_is_refused_and_vae_previews_decode_full_
         await sidecar.call("unloadModel", {"modelId": model_id})
 
 
-async def test_a_missing_taesd_file_is_refused_at_load(sidecar: RawSidecar, synthetic_model: str, tmp_path: Path) -> None:
+async def test_a_missing_taesd_file_is_refused_at_load(
+    sidecar: RawSidecar, synthetic_model: str, tmp_path: Path
+) -> None:
     refused = await sidecar.call(
         "loadModel", {"modelPath": synthetic_model, "modelConfig": {"taesdPath": str(tmp_path / "none.safetensors")}}
     )

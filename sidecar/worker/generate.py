@@ -60,7 +60,12 @@ class _ImageProgress:
     """
 
     def __init__(
-        self, index: int, steps: int, clock: PhaseClock, previews: NativePreviews, send: Callable[[msgspec.Struct], None]
+        self,
+        index: int,
+        steps: int,
+        clock: PhaseClock,
+        previews: NativePreviews,
+        send: Callable[[msgspec.Struct], None],
     ) -> None:
         self._index = index
         self._clock = clock
