@@ -25,6 +25,11 @@ KINDS: dict[str, SynthKind] = {
     "sd1": SynthKind(
         "synth_model", "write_synthetic_model", "an SD1.x tiny-UNet model, diffusers folder layout (PATH is a folder)"
     ),
+    "taesd": SynthKind(
+        "synth_taesd",
+        "write_synthetic_taesd",
+        "a TAESD tiny autoencoder for the sd1 model's `tae` previews (PATH is a .safetensors file)",
+    ),
 }
 DEFAULT_KIND = "sd1"
 
