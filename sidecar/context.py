@@ -15,6 +15,7 @@ from .backend import BackendProbe
 from .errors import SidecarError
 from .jsonrpc import Notification, encode
 from .models import ModelManager, elapsed_ms
+from .scheduler import ComputeScheduler
 from .transport import Outbox
 
 
@@ -26,7 +27,7 @@ class ActiveRequest:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     model_id: str | None = None
     running: bool = False
-    """True once it has left its model's queue and runs on the worker."""
+    """True once it has left its model's queue and the compute device's line, and runs on the worker."""
     cancel_reason: SidecarError | None = None
     partial: dict[str, Any] = field(default_factory=dict)
     """What the request already made (finished images), returned in the cancel error's data."""
@@ -43,6 +44,7 @@ class ServerState:
     outbox: Outbox
     backend: BackendProbe
     limits: Limits
+    scheduler: ComputeScheduler
     active: dict[RequestId | None, ActiveRequest] = field(default_factory=dict)
     stopping: anyio.Event = field(default_factory=anyio.Event)
     """Set once the sidecar is shutting down: no new work, workers are stopped."""

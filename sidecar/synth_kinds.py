@@ -31,6 +31,11 @@ KINDS: dict[str, SynthKind] = {
         "a tiny FLUX.1-dev DiT with separate CLIP-L and VAE files (PATH is a folder: diffusion.safetensors, "
         "clip_l.safetensors, vae.safetensors)",
     ),
+    "taesd": SynthKind(
+        "synth_taesd",
+        "write_synthetic_taesd",
+        "a TAESD tiny autoencoder for the sd1 model's `tae` previews (PATH is a .safetensors file)",
+    ),
 }
 DEFAULT_KIND = "sd1"
 

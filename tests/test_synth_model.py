@@ -82,3 +82,23 @@ def test_flux_kind_writes_its_three_files_deterministically(
         header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
     header.pop("__metadata__")
     assert 1.5e6 < sum(math.prod(entry["shape"]) for entry in header.values()) < 1.7e6
+
+
+def test_taesd_kind_writes_the_tae_layout_deterministically(tmp_path: Path) -> None:
+    from sidecar.synth_taesd import taesd_tensors
+
+    paths = []
+    for name in ("a", "b"):
+        done = subprocess.run(
+            [sys.executable, "-m", "sidecar", "synth-model", "--kind", "taesd", str(tmp_path / name / "taesd.safetensors")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        paths.append(Path(done.stdout.strip()))
+    assert _sha256(paths[0]) == _sha256(paths[1])
+    tensors = dict(taesd_tensors())
+    assert sum(math.prod(shape) for shape in tensors.values()) == 2_445_063  # TAESD's 2.45M
+    # What stable-diffusion.cpp's tae.hpp builds for 4 latent channels and 64 features.
+    assert tensors["decoder.layers.0.weight"] == [64, 4, 3, 3]
+    assert tensors["decoder.layers.18.weight"] == [3, 64, 3, 3]
+    assert tensors["encoder.layers.14.weight"] == [4, 64, 3, 3]
+    assert "decoder.layers.6.bias" not in tensors and "decoder.layers.2.conv.4.weight" in tensors

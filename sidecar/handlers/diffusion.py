@@ -8,12 +8,21 @@ import time
 
 import anyio
 import msgspec
-from diffusion_sidecar_protocol.types import DiffusionParams, DiffusionProgress, DiffusionResult, Limits
+from diffusion_sidecar_protocol.types import (
+    DiffusionParams,
+    DiffusionPreview,
+    DiffusionProgress,
+    DiffusionResult,
+    DiffusionStats,
+    Limits,
+)
 
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
 from ..models import LoadedModel, elapsed_ms
+from ..scheduler import ComputeScheduler
 from ..worker import messages
+from ..worker.phases import DECODE, ENCODE, POST_PROCESS, SAMPLE
 
 RANDOM_SEED_RANGE = 2**32
 
@@ -30,12 +39,15 @@ def check_limits(params: DiffusionParams, limits: Limits) -> None:
         raise invalid_params("seed", f"seed + batch_count - 1 must be <= {limits.maxSeed}")
 
 
-def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits) -> None:
+def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits, scheduler: ComputeScheduler) -> None:
     """What depends on the model: the sizes it can make, the room left in its queue."""
     for field in ("width", "height"):
         if getattr(params, field) % model.size_multiple:
             raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")
-    queued = max(len(model.gate) - 1, 0)  # the request at the head of the gate is running
+    if params.preview_method == "tae" and not model.load.taesd_path:
+        # The library would silently decode `tae` previews with the full VAE instead.
+        raise invalid_params("preview_method", "`tae` needs a model loaded with modelConfig.taesdPath")
+    queued = sum(not turn.running for turn in scheduler.turns(model))  # waiting for the device counts
     if queued >= limits.maxQueue:
         raise SidecarError(
             "QUEUE_FULL",
@@ -50,7 +62,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     check_limits(params, ctx.server.limits)
     models = ctx.server.models
     model = models.get(params.modelId)
-    check_fits_model(params, model, ctx.server.limits)
+    check_fits_model(params, model, ctx.server.limits, ctx.server.scheduler)
     ctx.active.model_id = model.model_id
     if params.timeoutMs:
         ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
@@ -70,6 +82,9 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         vae_tiling=model.settings.vae_tiling if params.vae_tiling is msgspec.UNSET else params.vae_tiling,
         cache_preset=params.cache_preset or None,
         model_name=model.settings.name,
+        preview_method=params.preview_method or None,
+        preview_interval=params.preview_interval,
+        preview_noisy=params.preview_noisy,
     )
     images: list[messages.Image] = []
     # A cancel or timeout answers with the images already finished (dispatch adds these).
@@ -84,14 +99,27 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
                 elapsedMs=ctx.elapsed_ms(),
                 image=event.image,
                 batchCount=len(seeds),
+                phase=event.phase,
             )
             ctx.notify("diffusion/progress", tick)
+        elif isinstance(event, messages.Preview):
+            preview = DiffusionPreview(
+                requestId=ctx.request_id,
+                image=event.image,
+                step=event.step,
+                totalSteps=event.steps,
+                width=event.width,
+                height=event.height,
+                png=_base64(event.png),
+            )
+            ctx.notify("diffusion/preview", preview)
         elif isinstance(event, messages.Image):
             images.append(event)
             ctx.active.partial["outputs"].append(_base64(event.png))
             ctx.active.partial["seeds"].append(event.seed)
 
-    async with model.gate.ticket():
+    turn = ctx.server.scheduler.turn(model.demand, owner=model, label=ctx.request_id, after=model.gate.ticket())
+    async with turn:  # its model's queue first, then the compute device, shared with every model
         ctx.active.running = True
         started = time.monotonic()
         try:
@@ -108,9 +136,22 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     return DiffusionResult(
         outputs=ctx.active.partial["outputs"],
         seeds=seeds,
-        stats=stats,
+        stats=_with_phases(stats, outcome),
         sampling_method=outcome.sampling_method,
         scheduler=outcome.scheduler,
+    )
+
+
+def _with_phases(stats: DiffusionStats, generated: messages.Generated) -> DiffusionStats:
+    phase_ms = {name: round(ms, 3) for name, ms in generated.phase_ms.items()}
+    denoise_ms = phase_ms.get(SAMPLE, 0.0)
+    return msgspec.structs.replace(
+        stats,
+        conditionerMs=phase_ms.get(ENCODE, 0.0),
+        denoiseMs=denoise_ms,
+        vaeMs=phase_ms.get(DECODE, 0.0),
+        postProcessMs=phase_ms.get(POST_PROCESS, 0.0),
+        stepsPerSecond=round(generated.sampling_steps / denoise_ms * 1000, 3) if denoise_ms else 0.0,
     )
 
 

@@ -84,6 +84,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         clip_g_path=companions.get("clipGPath", ""),
         t5xxl_path=companions.get("t5xxlPath", ""),
         llm_path=companions.get("llmPath", ""),
+        taesd_path=companions.get("taesdPath", ""),
         n_threads=config.threads or None,
         wtype=config.type or None,
         prediction=config.prediction or None,

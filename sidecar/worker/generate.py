@@ -8,7 +8,9 @@ import msgspec
 
 from . import messages
 from .native import NativeModel
+from .phases import DECODE, ENCODE, POST_PROCESS, SAMPLE, PhaseClock, phase_of_log
 from .png import encode_png, parameters_text
+from .previews import NativePreviews, native_previews
 
 
 def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec.Struct], None]) -> None:
@@ -19,10 +21,20 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
     """
     method, schedule = model.resolve_sampling(job.sampling_method, job.scheduler)
     sampler_name, scheduler_name = model.names(method, schedule)
+    clock = PhaseClock()
+    previews = native_previews(send)
+    sampled = 0
     for index, seed in enumerate(job.seeds):
-        raw = model.generate(
-            job, seed, method, schedule, lambda step, steps, index=index: send(messages.Tick(index, step, steps))
-        )
+        progress = _ImageProgress(index, job.steps, clock, previews, send)
+        model.on_log(progress.on_log)
+        previews.start(job, index, progress.steps_of)
+        try:
+            raw = model.generate(job, seed, method, schedule, progress.on_step)
+        finally:
+            model.on_log(None)
+            previews.stop()
+        clock.enter(POST_PROCESS)
+        sampled += progress.sampled
         parameters = parameters_text(
             prompt=job.prompt,
             negative_prompt=job.negative_prompt,
@@ -38,4 +50,46 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
         )
         png = encode_png(raw.data, raw.width, raw.height, raw.channels, parameters)
         send(messages.Image(index, seed, raw.width, raw.height, png))
-    send(messages.Generated(sampler_name, scheduler_name))
+    clock.stop()
+    send(messages.Generated(sampler_name, scheduler_name, clock.totals_ms, sampled))
+
+
+class _ImageProgress:
+    """One image's ticks: a tick when a phase starts, and one per sampling step.
+
+    Runs on the sampling thread (native callbacks); `send` is thread-safe.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        steps: int,
+        clock: PhaseClock,
+        previews: NativePreviews,
+        send: Callable[[msgspec.Struct], None],
+    ) -> None:
+        self._index = index
+        self._clock = clock
+        self._previews = previews
+        self._send = send
+        self.steps = steps
+        """The job's count until the library's own total comes with the first sampling tick."""
+        self.sampled = 0
+        clock.begin_image()
+        send(messages.Tick(index, 0, steps, ENCODE))
+
+    def steps_of(self) -> int:
+        return self.steps
+
+    def on_step(self, step: int, steps: int) -> None:
+        self.steps = steps
+        self.sampled += 1
+        self._send(messages.Tick(self._index, step, steps, SAMPLE))
+
+    def on_log(self, message: str) -> None:
+        phase = phase_of_log(message)
+        if phase is None or not self._clock.enter(phase):
+            return
+        if phase == DECODE:
+            self._previews.end_sampling()
+            self._send(messages.Tick(self._index, self.steps, self.steps, DECODE))

@@ -24,6 +24,8 @@ class Load(Struct, kw_only=True, tag=True):
     clip_g_path: str = ""
     t5xxl_path: str = ""
     llm_path: str = ""
+    taesd_path: str = ""
+    """A TAESD file, loaded for `tae` previews only (the final image keeps the model's VAE)."""
     n_threads: int | None = None
     wtype: str | None = None
     prediction: str | None = None
@@ -53,6 +55,10 @@ class Generate(Struct, tag=True):
     vae_tiling: bool
     cache_preset: str | None
     model_name: str
+    preview_method: str | None = None
+    """proj, tae or vae; None: no previews."""
+    preview_interval: int = 1
+    preview_noisy: bool = False
 
 
 class Probe(Struct, tag=True):
@@ -76,6 +82,16 @@ class Tick(Struct, tag=True):
     image: int
     step: int
     steps: int
+    phase: str = "sample"
+
+
+class Preview(Struct, tag=True):
+    image: int
+    step: int
+    steps: int
+    width: int
+    height: int
+    png: bytes
 
 
 class Image(Struct, tag=True):
@@ -89,6 +105,10 @@ class Image(Struct, tag=True):
 class Generated(Struct, tag=True):
     sampling_method: str
     scheduler: str
+    phase_ms: dict[str, float] = {}
+    """Worker time per phase (`phases.ORDER`), summed over the batch."""
+    sampling_steps: int = 0
+    """Sampling steps run, summed over the batch."""
 
 
 class Failed(Struct, tag=True):
@@ -106,7 +126,7 @@ class ProbeResult(Struct, tag=True):
 
 
 ToWorker = Load | Generate | Probe
-FromWorker = LoadProgress | Loaded | Tick | Image | Generated | Failed | ProbeResult
+FromWorker = LoadProgress | Loaded | Tick | Preview | Image | Generated | Failed | ProbeResult
 FINAL = (Loaded, Generated, Failed, ProbeResult)
 """Messages that end a request; everything else is an event on the way."""
 
