@@ -65,7 +65,7 @@ def _pixels(data: bytes) -> np.ndarray:
 
 async def _generate(sidecar: Sidecar, model_id: str, **params):
     call = sidecar.diffusion(modelId=model_id, **{**SMALL, **params})
-    ticks = [tick async for tick in call.progress_stream]
+    ticks = [tick async for tick in call.progress_stream if tick.phase == "sample"]  # phases: test_previews.py
     return ticks, (await call.outputs)[0], await call.sampling
 
 
