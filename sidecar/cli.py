@@ -21,6 +21,8 @@ _LIMIT_FLAGS = [
     ("--max-queue", "maxQueue", "most requests waiting on one model; past it QUEUE_FULL"),
     ("--max-models", "maxModels", "most models loaded at once"),
     ("--max-line-bytes", "maxLineBytes", "longest input line accepted"),
+    ("--max-image-bytes", "maxImageBytes", "largest input image file (init_image, mask_image), in bytes"),
+    ("--max-image-pixels", "maxImagePixels", "largest input image in pixels, checked from its header before decoding"),
 ]
 
 

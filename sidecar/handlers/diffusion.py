@@ -10,6 +10,7 @@ import anyio
 import msgspec
 from diffusion_sidecar_protocol.types import DiffusionParams, DiffusionProgress, DiffusionResult, Limits
 
+from .. import img2img
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
 from ..models import LoadedModel, elapsed_ms
@@ -47,9 +48,12 @@ def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits
 
 
 async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResult:
+    source = await img2img.open_source(params, ctx.server.limits)
+    params = img2img.sized(params, source)
     check_limits(params, ctx.server.limits)
     models = ctx.server.models
     model = models.get(params.modelId)
+    img2img.check_source_size(params, source, model.size_multiple, model.family)
     check_fits_model(params, model, ctx.server.limits)
     ctx.active.model_id = model.model_id
     if params.timeoutMs:
@@ -70,6 +74,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         vae_tiling=model.settings.vae_tiling if params.vae_tiling is msgspec.UNSET else params.vae_tiling,
         cache_preset=params.cache_preset or None,
         model_name=model.settings.name,
+        **await img2img.job_fields(params, source, ctx.server.limits),
     )
     images: list[messages.Image] = []
     # A cancel or timeout answers with the images already finished (dispatch adds these).
@@ -103,7 +108,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
     stats = model.record(
-        generation_ms=generation_ms, steps=params.steps, width=images[0].width, height=images[0].height, seeds=seeds
+        generation_ms=generation_ms, steps=img2img.sampling_steps(params), width=images[0].width, height=images[0].height, seeds=seeds
     )
     return DiffusionResult(outputs=ctx.active.partial["outputs"], seeds=seeds, stats=stats)
 

@@ -37,6 +37,15 @@ class Load(Struct, kw_only=True, tag=True):
     diffusion_flash_attn: bool | None = None
 
 
+class Pixels(Struct):
+    """An input image: raw 8-bit pixels, rows top to bottom, channels interleaved (RGB or L)."""
+
+    data: bytes
+    width: int
+    height: int
+    channels: int
+
+
 class Generate(Struct, tag=True):
     """Generate one image per seed, in order."""
 
@@ -53,6 +62,12 @@ class Generate(Struct, tag=True):
     vae_tiling: bool
     cache_preset: str | None
     model_name: str
+    init_image: Pixels | None = None
+    """img2img: RGB at exactly width x height."""
+    mask_image: Pixels | None = None
+    """Inpainting: L at exactly width x height; white = repaint."""
+    strength: float = 0.75
+    img_cfg_scale: float | None = None
 
 
 class Probe(Struct, tag=True):
