@@ -18,13 +18,14 @@ import io
 import re
 
 from diffusion_sidecar_protocol.types import Limits
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import invalid_params
 from .worker.messages import Pixels
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 """What Pillow may open. Others (TIFF, EPS, ...) are refused before any decoder of theirs runs."""
+_FORMAT_NAMES = "PNG, JPEG, WebP, GIF or BMP"
 
 _DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,")
 # Where transparency is flattened: onto white for a picture (A1111's img2img background), onto
@@ -54,9 +55,11 @@ def open_image(field: str, data: bytes, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
     except Image.DecompressionBombError:
-        image = None  # Pillow's own ceiling; ours below is lower and gives the better message
+        image = None  # past Pillow's own ceiling, which is above ours
+    except UnidentifiedImageError:
+        raise invalid_params(field, f"is not a {_FORMAT_NAMES} image") from None
     except Exception as error:  # noqa: BLE001 - a hostile file can make a decoder raise anything
-        raise invalid_params(field, f"is not a {', '.join(FORMATS)} image ({_reason(error)})") from None
+        raise invalid_params(field, f"is not a readable {_FORMAT_NAMES} image ({_reason(error)})") from None
     if image is None or image.width * image.height > max_pixels:
         size = f"over {2 * Image.MAX_IMAGE_PIXELS} pixels" if image is None else f"{image.width}x{image.height}"
         raise invalid_params(field, f"is {size}; this sidecar's maxImagePixels limit is {max_pixels}")

@@ -2,13 +2,14 @@
 
 from diffusion_sidecar_protocol.types import DiffusionProgress, DiffusionStats, LoadModelProgress
 
-from .client import DiffusionCall, Sidecar, SidecarError, SidecarExited, default_command
+from .client import DiffusionCall, ImageInput, Sidecar, SidecarError, SidecarExited, default_command
 from .sync import SyncSidecar
 
 __all__ = [
     "DiffusionCall",
     "DiffusionProgress",
     "DiffusionStats",
+    "ImageInput",
     "LoadModelProgress",
     "Sidecar",
     "SidecarError",

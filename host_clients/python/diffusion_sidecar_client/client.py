@@ -24,6 +24,20 @@ from diffusion_sidecar_protocol.types import (
 
 # Image responses are large single lines; the default 64 KiB line limit of asyncio would refuse them.
 LINE_LIMIT = 1 << 30
+IMAGE_PARAMS = ("init_image", "mask_image")
+"""`diffusion` params that carry an image file."""
+ImageInput = str | bytes | bytearray | memoryview | os.PathLike
+"""An image param: file bytes, or a path to read them from; a str is sent as is (base64 or data URL)."""
+
+
+def encode_image(image: ImageInput) -> str:
+    """An image param as the protocol carries it: base64 of the file's bytes."""
+    if isinstance(image, str):
+        return image
+    if isinstance(image, os.PathLike):
+        with open(image, "rb") as file:
+            image = file.read()
+    return base64.b64encode(image).decode("ascii")
 
 
 class SidecarError(Exception):
@@ -255,7 +269,11 @@ class Sidecar:
         return msgspec.json.decode(await self.request("loadModel", params, notified), type=LoadModelResult)
 
     def diffusion(self, **params: Any) -> DiffusionCall:
-        """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments."""
+        """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments.
+
+        `init_image` and `mask_image` take file bytes or a path (see `ImageInput`).
+        """
+        params = {key: encode_image(value) if key in IMAGE_PARAMS else value for key, value in params.items()}
         ticks: asyncio.Queue[DiffusionProgress | None] = asyncio.Queue()
 
         def notified(_method: str, raw: msgspec.Raw) -> None:
