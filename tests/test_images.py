@@ -56,7 +56,10 @@ BAD = {
     "truncated PNG": (b64(file_of(NOISE)[:600]), "could not be decoded"),
     "truncated JPEG": (b64(file_of(NOISE, "JPEG")[:300]), "is not a readable PNG, JPEG, WebP, GIF or BMP image"),
     "zero width": (b64(png_declaring(0, 16)), "is not a PNG, JPEG, WebP, GIF or BMP image"),
-    "over maxImagePixels": (b64(png_declaring(2000, 1000)), "is 2000x1000; this sidecar's maxImagePixels limit is 1000000"),
+    "over maxImagePixels": (
+        b64(png_declaring(2000, 1000)),
+        "is 2000x1000; this sidecar's maxImagePixels limit is 1000000",
+    ),
     "a bomb past Pillow's own ceiling": (b64(png_declaring(100_000, 100_000)), "maxImagePixels limit"),
     "over maxImageBytes": ("A" * 200_000, "is 150000 bytes; this sidecar's maxImageBytes limit is 100000"),
 }
@@ -160,8 +163,18 @@ def test_pictures_and_masks_are_resized_to_the_output() -> None:
 @pytest.mark.parametrize(
     ("steps", "strength", "expected"),
     # t_enc = int(steps * strength) in float32, at most steps - 1; t_enc + 1 steps run.
-    [(4, 0.0, 1), (4, 0.25, 2), (4, 0.5, 3), (4, 0.75, 4), (4, 1.0, 4), (20, 0.75, 16), (10, 0.7, 8), (10, 0.3, 4), (1, 0.5, 1),
-     (100, 0.29, 30)],  # 100 * 0.29 is 28.99... in doubles but 29 in float32, as the native library computes it
+    [
+        (4, 0.0, 1),
+        (4, 0.25, 2),
+        (4, 0.5, 3),
+        (4, 0.75, 4),
+        (4, 1.0, 4),
+        (20, 0.75, 16),
+        (10, 0.7, 8),
+        (10, 0.3, 4),
+        (1, 0.5, 1),
+        (100, 0.29, 30),
+    ],  # 100 * 0.29 is 28.99... in doubles but 29 in float32, as the native library computes it
 )
 def test_sampling_steps_follow_the_native_rounding(steps: int, strength: float, expected: int) -> None:
     params = DiffusionParams(modelId="m", prompt="p", steps=steps, strength=strength, init_image="x")

@@ -14,9 +14,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+from diffusion_sidecar_client import Sidecar, SidecarError
 from PIL import Image, ImageChops, ImageStat
 
-from diffusion_sidecar_client import Sidecar, SidecarError
 from tests.harness import worker_pids
 
 pytestmark = pytest.mark.anyio
@@ -165,7 +165,9 @@ BAD_INPUTS = {
     "mask without image": ({"mask_image": SOURCE}, "mask_image", "needs an `init_image`"),
     "bad mask": ({"init_image": SOURCE, "mask_image": b"\x89PNG\r\n\x1a\n"}, "mask_image", "is not a"),
     "size the model cannot make": (
-        {"init_image": file_of(Image.new("RGB", (100, 64)))}, "init_image", "multiples of 64"
+        {"init_image": file_of(Image.new("RGB", (100, 64)))},
+        "init_image",
+        "multiples of 64",
     ),
     "strength out of range": ({"init_image": SOURCE, "strength": 1.5}, "strength", "<= 1"),
 }

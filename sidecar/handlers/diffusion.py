@@ -107,8 +107,9 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         generation_ms = elapsed_ms(started)
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
+    steps_run = img2img.sampling_steps(params)  # img2img skips the noisiest steps
     stats = model.record(
-        generation_ms=generation_ms, steps=img2img.sampling_steps(params), width=images[0].width, height=images[0].height, seeds=seeds
+        generation_ms=generation_ms, steps=steps_run, width=images[0].width, height=images[0].height, seeds=seeds
     )
     return DiffusionResult(outputs=ctx.active.partial["outputs"], seeds=seeds, stats=stats)
 
