@@ -59,7 +59,7 @@ export interface DiffusionClientParams {
   strength?: number;
   /** Inpainting (needs `init_image`): white = repaint, black = keep; resized to the output. */
   mask_image?: string;
-  /** Image guidance of instruct-pix2pix and inpainting models; default: `cfg_scale`. */
+  /** With `init_image`: image guidance of instruct-pix2pix and inpainting models; default: `cfg_scale`. */
   img_cfg_scale?: number;
 }
 

@@ -208,7 +208,8 @@ class DiffusionParams(Params):
     """Inpainting (needs `init_image`): base64 like `init_image`; white = repaint, black = keep. Any
     mode is reduced to grey levels (transparent = black), resized to the output size, rounded at 50%."""
     img_cfg_scale: NonNegativeFloat | UnsetType = UNSET
-    """Image guidance of instruct-pix2pix and inpainting models; omitted: `cfg_scale` (the native default)."""
+    """With `init_image`: image guidance of instruct-pix2pix and inpainting models (other models
+    ignore it); omitted: `cfg_scale` (the native default)."""
 
 
 class DiffusionProgress(Struct, kw_only=True):
