@@ -22,6 +22,8 @@ _LIMIT_FLAGS = [
     ("--max-models", "maxModels", "most models loaded at once"),
     ("--max-running", "maxRunning", "most generations running at once across models, cores permitting"),
     ("--max-line-bytes", "maxLineBytes", "longest input line accepted"),
+    ("--max-image-bytes", "maxImageBytes", "largest input image file (init_image, mask_image), in bytes"),
+    ("--max-image-pixels", "maxImagePixels", "largest input image in pixels, checked from its header before decoding"),
 ]
 
 

@@ -60,6 +60,26 @@ export interface DiffusionClientParams {
   preview_interval?: number;
   /** Preview the noisy latent instead of the denoised estimate. Default false. */
   preview_noisy?: boolean;
+  /**
+   * img2img: the source image file (PNG, JPEG, WebP, GIF or BMP) as base64, a `data:image/...;base64,`
+   * URL also accepted. Without `width`/`height` the output takes its size (EXIF orientation applied).
+   */
+  init_image?: string;
+  /** img2img: how much is redrawn, 0..1 (default 0.75); runs `int(steps * strength) + 1` steps. */
+  strength?: number;
+  /** Inpainting (needs `init_image`): white = repaint, black = keep; resized to the output. */
+  mask_image?: string;
+  /** With `init_image`: image guidance of instruct-pix2pix and inpainting models; default: `cfg_scale`. */
+  img_cfg_scale?: number;
+}
+
+/** An image file: its bytes (encoded to base64 by the client), or a base64 string as is. */
+export type ImageInput = string | Uint8Array;
+
+/** What `diffusion()` takes: the protocol's params, with image files also as bytes (Buffer too). */
+export interface DiffusionOptions extends Omit<DiffusionClientParams, "init_image" | "mask_image"> {
+  init_image?: ImageInput;
+  mask_image?: ImageInput;
 }
 
 /**
@@ -248,6 +268,10 @@ export interface Limits {
   /** Generations running at once across every model; the others wait, queued, in arrival order. */
   maxRunning: number;
   maxLineBytes: number;
+  /** Largest input image file, in bytes. */
+  maxImageBytes: number;
+  /** Largest input image, in pixels (read from its header before decoding). */
+  maxImagePixels: number;
   modelsRoot: string | null;
 }
 
@@ -331,8 +355,8 @@ export declare class Sidecar {
   initialize(params?: InitializeParams): Promise<InitializeResult>;
   /** Resolves to the model's id. */
   loadModel(options: LoadModelOptions): Promise<string>;
-  /** QVAC's `diffusion()`. */
-  diffusion(params: DiffusionClientParams): DiffusionCall;
+  /** QVAC's `diffusion()`; `init_image` and `mask_image` may be bytes. */
+  diffusion(params: DiffusionOptions): DiffusionCall;
   cancel(target: { requestId: RequestId } | { modelId: string }): Promise<CancelResult>;
   unloadModel(params: UnloadModelParams): Promise<void>;
   /** Any method by name; `onNotification` gets the notifications that name this request. */

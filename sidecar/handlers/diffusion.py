@@ -17,6 +17,7 @@ from diffusion_sidecar_protocol.types import (
     Limits,
 )
 
+from .. import img2img
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
 from ..models import LoadedModel, elapsed_ms
@@ -59,9 +60,12 @@ def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits
 
 
 async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResult:
+    source = await img2img.open_source(params, ctx.server.limits)
+    params = img2img.sized(params, source)
     check_limits(params, ctx.server.limits)
     models = ctx.server.models
     model = models.get(params.modelId)
+    img2img.check_source_size(params, source, model.size_multiple, model.family)
     check_fits_model(params, model, ctx.server.limits, ctx.server.scheduler)
     ctx.active.model_id = model.model_id
     if params.timeoutMs:
@@ -85,6 +89,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         preview_method=params.preview_method or None,
         preview_interval=params.preview_interval,
         preview_noisy=params.preview_noisy,
+        **await img2img.job_fields(params, source, ctx.server.limits),
     )
     images: list[messages.Image] = []
     # A cancel or timeout answers with the images already finished (dispatch adds these).
@@ -130,8 +135,9 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         generation_ms = elapsed_ms(started)
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
+    steps_run = img2img.sampling_steps(params)  # img2img skips the noisiest steps
     stats = model.record(
-        generation_ms=generation_ms, steps=params.steps, width=images[0].width, height=images[0].height, seeds=seeds
+        generation_ms=generation_ms, steps=steps_run, width=images[0].width, height=images[0].height, seeds=seeds
     )
     return DiffusionResult(outputs=ctx.active.partial["outputs"], seeds=seeds, stats=_with_phases(stats, outcome))
 

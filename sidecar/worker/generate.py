@@ -46,6 +46,9 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
             width=raw.width,
             height=raw.height,
             model=job.model_name,
+            image_cfg_scale=job.img_cfg_scale if job.init_image else None,
+            denoising_strength=job.strength if job.init_image else None,
+            masked=job.mask_image is not None,
         )
         png = encode_png(raw.data, raw.width, raw.height, raw.channels, parameters)
         send(messages.Image(index, seed, raw.width, raw.height, png))

@@ -39,6 +39,15 @@ class Load(Struct, kw_only=True, tag=True):
     diffusion_flash_attn: bool | None = None
 
 
+class Pixels(Struct):
+    """An input image: raw 8-bit pixels, rows top to bottom, channels interleaved (RGB or L)."""
+
+    data: bytes
+    width: int
+    height: int
+    channels: int
+
+
 class Generate(Struct, tag=True):
     """Generate one image per seed, in order."""
 
@@ -59,6 +68,12 @@ class Generate(Struct, tag=True):
     """proj, tae or vae; None: no previews."""
     preview_interval: int = 1
     preview_noisy: bool = False
+    init_image: Pixels | None = None
+    """img2img: RGB at exactly width x height."""
+    mask_image: Pixels | None = None
+    """Inpainting: L at exactly width x height; white = repaint."""
+    strength: float = 0.75
+    img_cfg_scale: float | None = None
 
 
 class Probe(Struct, tag=True):

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 
-import { diffusionCall } from "./diffusion.js";
+import { diffusionCall, encodeImages } from "./diffusion.js";
 import { findSidecar } from "./discovery.js";
 import { ProtocolMismatchError, SidecarError, SidecarExitedError } from "./errors.js";
 import { LineSplitter } from "./lines.js";
@@ -138,7 +138,7 @@ export class Sidecar {
   /** QVAC's `diffusion()`: `{ progressStream, outputs, stats }` at once (plus `seeds`, `requestId`, `cancel`). */
   diffusion(params) {
     return diffusionCall(
-      (onTick) => this.#start("diffusion", params, onTick),
+      (onTick) => this.#start("diffusion", encodeImages(params), onTick),
       (requestId) => this.cancel({ requestId }),
     );
   }

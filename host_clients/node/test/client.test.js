@@ -166,3 +166,18 @@ test("initialize reports the server and its limits", LIMIT, async () => {
   assert.ok(info.samplingMethods.includes("euler_a"));
   assert.ok(Number.isInteger(info.limits.maxBatchCount));
 });
+
+test("img2img: init_image as Uint8Array or Buffer is the same request; the output takes its size", LIMIT, async () => {
+  const [source] = await sidecar.diffusion({ modelId, ...SMALL, width: 128, height: 64, seed: 8 }).outputs;
+  const edit = (init_image) => sidecar.diffusion({ modelId, prompt: "a cat", steps: 1, seed: 9, strength: 0.5, init_image });
+  const [fromBytes] = await edit(source).outputs;
+  const [fromBuffer] = await edit(Buffer.from(source)).outputs;
+  assert.deepEqual(pngSize(fromBytes), { width: 128, height: 64 });
+  assert.deepEqual(fromBuffer, fromBytes);
+  await assert.rejects(edit(new Uint8Array([1, 2, 3])).outputs, (error) => {
+    assert.ok(error instanceof SidecarError);
+    assert.equal(error.dataCode, "INVALID_PARAMS");
+    assert.equal(error.data.field, "init_image");
+    return true;
+  });
+});

@@ -31,6 +31,20 @@ from .discovery import default_command
 LINE_LIMIT = 1 << 30
 PREVIEW_BUFFER = 8
 """Previews kept for a reader of `preview_stream` that falls behind (or never reads): the oldest go."""
+IMAGE_PARAMS = ("init_image", "mask_image")
+"""`diffusion` params that carry an image file."""
+ImageInput = str | bytes | bytearray | memoryview | os.PathLike
+"""An image param: file bytes, or a path to read them from; a str is sent as is (base64 or data URL)."""
+
+
+def encode_image(image: ImageInput) -> str:
+    """An image param as the protocol carries it: base64 of the file's bytes."""
+    if isinstance(image, str):
+        return image
+    if isinstance(image, os.PathLike):
+        with open(image, "rb") as file:
+            image = file.read()
+    return base64.b64encode(image).decode("ascii")
 
 
 class SidecarError(Exception):
@@ -369,7 +383,11 @@ class Sidecar:
         return msgspec.json.decode(await self.request("loadModel", params, notified), type=LoadModelResult)
 
     def diffusion(self, **params: Any) -> DiffusionCall:
-        """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments."""
+        """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments.
+
+        `init_image` and `mask_image` take file bytes or a path (see `ImageInput`).
+        """
+        params = {key: encode_image(value) if key in IMAGE_PARAMS else value for key, value in params.items()}
         ticks: asyncio.Queue[DiffusionProgress | None] = asyncio.Queue()
         previews = _RecentPreviews()
 

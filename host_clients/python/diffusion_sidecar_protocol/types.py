@@ -45,11 +45,14 @@ RequestId = int | str
 # JavaScript hosts hold numbers as doubles: larger integers would not survive the round trip.
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_SIDE = 8192
+DEFAULT_SIDE = 512
+"""Native default `width`/`height` (`sd_img_gen_params_init`), used when neither they nor an image give one."""
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 Side = Annotated[int, Meta(ge=8, le=MAX_SIDE, multiple_of=8)]
 Seed = Annotated[int, Meta(ge=-1, le=MAX_SAFE_INTEGER)]
 NonNegativeFloat = Annotated[float, Meta(ge=0, le=1000)]
+Strength = Annotated[float, Meta(ge=0, le=1)]
 
 
 class Params(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -94,6 +97,10 @@ class Limits(Struct, kw_only=True):
     cores (a model loaded without `threads` uses them all, so runs alone)."""
     maxLineBytes: int = 64 * 1024 * 1024
     """Longest accepted input line; a longer one is refused without being read into memory."""
+    maxImageBytes: int = 32 * 1024 * 1024
+    """Largest input image (`init_image`, `mask_image`), counted in file bytes after base64 decoding."""
+    maxImagePixels: int = 8192 * 8192
+    """Largest input image in pixels, read from its header before any pixel is decoded."""
     modelsRoot: str | None = None
     """When set, `loadModel` refuses any file that resolves outside this folder."""
 
@@ -181,8 +188,10 @@ class DiffusionParams(Params):
     modelId: str
     prompt: str
     negative_prompt: str = ""
-    width: Side = 512
-    height: Side = 512
+    width: Side | UnsetType = UNSET
+    """Omitted: `init_image`'s width, else 512 (the native default)."""
+    height: Side | UnsetType = UNSET
+    """Omitted: `init_image`'s height, else 512 (the native default)."""
     steps: PositiveInt = 20
     cfg_scale: NonNegativeFloat = 7.0
     guidance: NonNegativeFloat = 3.5
@@ -210,6 +219,19 @@ class DiffusionParams(Params):
     """A preview every this many sampling steps (at steps that are multiples of it)."""
     preview_noisy: bool = False
     """Preview the noisy latent the model is given at each step instead of its denoised estimate."""
+    init_image: str | UnsetType = UNSET
+    """img2img: the source image, base64 (a `data:image/...;base64,` prefix is accepted); PNG, JPEG,
+    WebP, GIF or BMP. Its EXIF orientation is applied; transparency is flattened onto white."""
+    strength: Strength = 0.75
+    """img2img: how much of `init_image` is redrawn, 0..1. Sampling runs `int(steps * strength) + 1`
+    of the `steps` (all of them at 1); 0 still runs one step at the lowest noise. Unused without
+    `init_image`."""
+    mask_image: str | UnsetType = UNSET
+    """Inpainting (needs `init_image`): base64 like `init_image`; white = repaint, black = keep. Any
+    mode is reduced to grey levels (transparent = black), resized to the output size, rounded at 50%."""
+    img_cfg_scale: NonNegativeFloat | UnsetType = UNSET
+    """With `init_image`: image guidance of instruct-pix2pix and inpainting models (other models
+    ignore it); omitted: `cfg_scale` (the native default)."""
 
 
 class DiffusionProgress(Struct, kw_only=True):
@@ -220,7 +242,7 @@ class DiffusionProgress(Struct, kw_only=True):
     step: int
     """Sampling steps done for this image."""
     totalSteps: int
-    """Sampling steps this image runs."""
+    """Steps this image runs: `steps`, or for img2img `int(steps * strength) + 1` (at most `steps`)."""
     elapsedMs: float
     """Since the request arrived."""
     image: int
@@ -269,7 +291,8 @@ class DiffusionStats(Struct, kw_only=True):
     totalWallMs: float
     """Wall-clock time since the model's load began, the load included."""
     totalSteps: int
-    """Sampling steps run on this model: steps times images, over every completed call."""
+    """Sampling steps run on this model: steps times images, over every completed call (img2img
+    counts the steps it really runs, `int(steps * strength) + 1`)."""
     totalGenerations: int
     """Completed `diffusion` calls on this model."""
     totalImages: int
