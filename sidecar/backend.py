@@ -6,6 +6,7 @@ import anyio
 import anyio.abc
 from diffusion_sidecar_protocol.types import BackendInfo
 
+from . import early_probe
 from .errors import SidecarError
 from .worker import messages
 from .worker.process import WorkerExited, WorkerProcess
@@ -26,15 +27,12 @@ class BackendProbe:
             return self._info
 
     async def _probe(self) -> BackendInfo:
-        worker = await WorkerProcess.start(self._worker_command, "probe", self._task_group)
         try:
-            facts = await worker.request(messages.Probe(), lambda _event: None)
+            facts = await self._ask()
         except WorkerExited as exited:
             raise SidecarError(
                 "WORKER_CRASHED", f"The backend probe failed: {exited.describe()}", **exited.details()
             ) from None
-        finally:
-            await worker.stop()
         assert isinstance(facts, messages.ProbeResult)
         return BackendInfo(
             name="stable-diffusion.cpp",
@@ -43,4 +41,16 @@ class BackendProbe:
             nativeCommit=facts.native_commit,
             systemInfo=facts.system_info,
             physicalCores=facts.physical_cores,
+            cpuVariant=facts.cpu_variant,
+            cpuFeatures=facts.cpu_features,
         )
+
+    async def _ask(self) -> messages.FromWorker:
+        started_early = early_probe.take()
+        if started_early is not None:  # abandon_on_cancel: a stopping front exits without it
+            return await anyio.to_thread.run_sync(early_probe.ask, started_early, abandon_on_cancel=True)
+        worker = await WorkerProcess.start(self._worker_command, "probe", self._task_group)
+        try:
+            return await worker.request(messages.Probe(), lambda _event: None)
+        finally:
+            await worker.stop()

@@ -25,6 +25,9 @@ KINDS: dict[str, SynthKind] = {
     "sd1": SynthKind(
         "synth_model", "write_synthetic_model", "an SD1.x tiny-UNet model, diffusers folder layout (PATH is a folder)"
     ),
+    "esrgan": SynthKind(
+        "synth_esrgan", "write_synthetic_esrgan", "a 4x RealESRGAN upscaler with one RRDB block (PATH is a .safetensors file)"
+    ),
 }
 DEFAULT_KIND = "sd1"
 

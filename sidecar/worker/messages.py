@@ -103,6 +103,8 @@ class ProbeResult(Struct, tag=True):
     native_commit: str
     system_info: str
     physical_cores: int
+    cpu_variant: str | None
+    cpu_features: list[str]
 
 
 ToWorker = Load | Generate | Probe
