@@ -4,7 +4,7 @@ sources, with ggml's CPU code as run-time-selected variants (`GGML_BACKEND_DL`),
 Built with cmake directly, not through pip: pip's wheel cache is keyed by name and version only, so
 a wheel built with other flags could stand in for this one (or this one for the venv's) unnoticed.
 The result is cached under ~/.cache/diffusion-sidecar/native/, keyed by the binding's version and
-everything below that changes the build; a clean clone with a warm cache only copies nothing.
+everything below that changes the build; a clean clone with a warm cache builds nothing.
 
     python build/native_library.py        # build if needed, print the library folder
 """
@@ -70,8 +70,12 @@ _VARIANT_LINE = re.compile(r"^(\s*)ggml_add_cpu_backend_variant\((\w+)\b", re.MU
 
 
 def _keep_only_our_variants(ggml_src_cmake: Path) -> None:
-    """Comments out the x86 variants not in VARIANTS (ggml has no option to pick some)."""
-    text = ggml_src_cmake.read_text()
+    """Comments out the x86 variants not in VARIANTS (ggml has no option to pick some), starting
+    from the file as shipped each time, so that a changed VARIANTS takes effect."""
+    shipped = ggml_src_cmake.with_name(ggml_src_cmake.name + ".shipped")
+    if not shipped.exists():
+        shutil.copy2(ggml_src_cmake, shipped)
+    text = shipped.read_text()
     names = {match.group(2) for match in _VARIANT_LINE.finditer(text)}
     missing = set(VARIANTS) - names
     if missing:
@@ -98,7 +102,6 @@ def _sources(work: Path) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(work, filter="data")
     (source,) = (p for p in work.iterdir() if p.is_dir())
-    _keep_only_our_variants(source / "vendor" / "stable-diffusion.cpp" / "ggml" / "src" / "CMakeLists.txt")
     return source
 
 
@@ -111,6 +114,7 @@ def build() -> Path:
     if not source.exists():
         with tempfile.TemporaryDirectory(dir=BUILD_DIR.parent) as work:
             shutil.move(_sources(Path(work)), source)
+    _keep_only_our_variants(source / "vendor" / "stable-diffusion.cpp" / "ggml" / "src" / "CMakeLists.txt")
     cmake = ["nice", "-n", "10", "cmake"] if shutil.which("nice") else ["cmake"]
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     subprocess.run([*cmake, "-S", str(source), "-B", str(BUILD_DIR), *generator, *CMAKE_OPTIONS], check=True,
