@@ -47,6 +47,9 @@ CMAKE_OPTIONS = (
     # Every library finds the others in its own folder, wherever the binary unpacks them.
     "-DCMAKE_INSTALL_RPATH=$ORIGIN",
     "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
+    # A GPU backend is one more library beside the CPU variants, loaded only where its driver is:
+    # `make binary NATIVE_CMAKE_ARGS="-DSD_VULKAN=ON"` (README: With a GPU backend).
+    *os.environ.get("NATIVE_CMAKE_ARGS", "").split(),
 )
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = ROOT / "build" / "native"
@@ -56,7 +59,7 @@ VARIANT_PATTERN = "libggml-cpu-*.so"
 
 
 def cache_key() -> str:
-    recipe = {"version": VERSION, "variants": VARIANTS, "cmake": CMAKE_OPTIONS, "filter": _FILTER_VERSION}
+    recipe = {"shim": SHIM.read_text(), "version": VERSION, "variants": VARIANTS, "cmake": CMAKE_OPTIONS, "patches": _PATCHES}
     return hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
 
 
@@ -65,7 +68,10 @@ def library_dir() -> Path:
     return base / "diffusion-sidecar" / "native" / f"{BINDING}-{VERSION}-cpu-variants-{cache_key()}"
 
 
-_FILTER_VERSION = 1
+# What the build changes in the shipped sources (part of the cache key): the variant list, and one
+# added file without which a GGML_BACKEND_DL library of this version does not load.
+_PATCHES = 2
+SHIM = Path(__file__).resolve().parent / "cpu_backend_dl.cpp"
 _VARIANT_LINE = re.compile(r"^(\s*)ggml_add_cpu_backend_variant\((\w+)\b", re.MULTILINE)
 
 
@@ -114,7 +120,9 @@ def build() -> Path:
     if not source.exists():
         with tempfile.TemporaryDirectory(dir=BUILD_DIR.parent) as work:
             shutil.move(_sources(Path(work)), source)
-    _keep_only_our_variants(source / "vendor" / "stable-diffusion.cpp" / "ggml" / "src" / "CMakeLists.txt")
+    vendored = source / "vendor" / "stable-diffusion.cpp"
+    _keep_only_our_variants(vendored / "ggml" / "src" / "CMakeLists.txt")
+    shutil.copy2(SHIM, vendored / "src" / SHIM.name)  # its sources are globbed from src/*.cpp
     cmake = ["nice", "-n", "10", "cmake"] if shutil.which("nice") else ["cmake"]
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     subprocess.run([*cmake, "-S", str(source), "-B", str(BUILD_DIR), *generator, *CMAKE_OPTIONS], check=True,
@@ -126,7 +134,8 @@ def build() -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     # Only the names the loaders ask for (symlinks resolved), so the bundle holds one copy of each.
-    wanted = {LIBRARY, *(f"libggml-cpu-{v}.so" for v in VARIANTS)}
+    # The backends ggml loads at run time (CPU variants, a GPU backend) are modules without versions.
+    wanted = {LIBRARY, *(p.name for p in built.glob("libggml-*.so") if not p.is_symlink())}
     while wanted:
         for library in wanted:
             shutil.copy2(built / library, partial / library)
