@@ -44,6 +44,9 @@ CMAKE_OPTIONS = (
     "-DGGML_CPU_ALL_VARIANTS=ON",
     "-DSD_BUILD_SHARED_GGML_LIB=ON",  # ggml's own libraries, so that the variants can share them
     "-DSD_BUILD_EXAMPLES=OFF",
+    # The sources sit inside this repository: git would name its commit as stable-diffusion.cpp's.
+    # Without it the version reads "unknown", as in pip's build from the same sdist.
+    "-DGIT_EXE=false",
     # Every library finds the others in its own folder, wherever the binary unpacks them.
     "-DCMAKE_INSTALL_RPATH=$ORIGIN",
     "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
