@@ -1,21 +1,20 @@
-"""Facts about the native backend, asked of a short-lived worker: the front never loads it."""
+"""Facts about the native backend, asked of a short-lived process: the front never loads it."""
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
-import anyio.abc
 from diffusion_sidecar_protocol.types import BackendInfo
 
 from . import early_probe
 from .errors import SidecarError
 from .worker import messages
-from .worker.process import WorkerExited, WorkerProcess
+from .worker.process import WorkerExited
 
 
 class BackendProbe:
-    def __init__(self, task_group: anyio.abc.TaskGroup, worker_command: list[str]) -> None:
-        self._task_group = task_group
-        self._worker_command = worker_command
+    def __init__(self) -> None:
         self._lock = anyio.Lock()
         self._info: BackendInfo | None = None
 
@@ -46,11 +45,11 @@ class BackendProbe:
         )
 
     async def _ask(self) -> messages.FromWorker:
-        started_early = early_probe.take()
-        if started_early is not None:  # abandon_on_cancel: a stopping front exits without it
-            return await anyio.to_thread.run_sync(early_probe.ask, started_early, abandon_on_cancel=True)
-        worker = await WorkerProcess.start(self._worker_command, "probe", self._task_group)
-        try:
-            return await worker.request(messages.Probe(), lambda _event: None)
-        finally:
-            await worker.stop()
+        process = early_probe.take() or early_probe.spawn()
+        # abandon_on_cancel: a front that stops meanwhile exits without waiting for it
+        return await anyio.to_thread.run_sync(early_probe.answer, process, abandon_on_cancel=True)
+
+    async def warm(self) -> None:
+        """Probe now (a failure is reported to whoever asks next, by probing again)."""
+        with contextlib.suppress(SidecarError):
+            await self.info()

@@ -95,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     selftest.add_argument("--upscaler", metavar="PATH", help="an ESRGAN model file to use instead")
     selftest.add_argument("--threads", type=int, default=1, metavar="N", help="native threads (default: 1)")
     # The front process starts model workers through this command; it is not for people.
+    commands.add_parser("probe")  # the front's backend probe (sidecar/early_probe.py); not for people
     worker = commands.add_parser("worker")
     worker.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
@@ -112,6 +113,11 @@ def main(argv: list[str] | None = None) -> None:
         from .selftest import run as selftest
 
         selftest(args.upscaler, args.threads)
+        return
+    if args.command == "probe":
+        from .worker.main import probe
+
+        probe()
         return
     if args.command == "worker":
         from .worker.main import run

@@ -34,10 +34,11 @@ async def serve(log_level: str, limits: Limits) -> int:
         server = ServerState(
             models=ModelManager(background, command),
             outbox=outbox,
-            backend=BackendProbe(background, command),
+            backend=BackendProbe(),
             limits=limits,
         )
         background.start_soon(_stop_on_signals, server)
+        background.start_soon(server.backend.warm)  # collects the probe started before the imports
         async with anyio.create_task_group() as requests:
             with anyio.CancelScope() as reading:
                 background.start_soon(_cancel_when_stopping, server, reading)

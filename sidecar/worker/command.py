@@ -10,3 +10,10 @@ def worker_command(log_level: str) -> list[str]:
     if getattr(sys, "frozen", False):  # a PyInstaller binary is its own interpreter
         return [sys.executable, "worker", "--log-level", log_level]
     return [sys.executable, "-m", "sidecar", "worker", "--log-level", log_level]
+
+
+def probe_command() -> list[str]:
+    """The backend probe: the same program, reporting on the native library once."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "probe"]
+    return [sys.executable, "-m", "sidecar", "probe"]

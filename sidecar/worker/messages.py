@@ -55,10 +55,6 @@ class Generate(Struct, tag=True):
     model_name: str
 
 
-class Probe(Struct, tag=True):
-    """Report the backend's version and system information, then nothing else is needed."""
-
-
 # --- worker -> front ---------------------------------------------------------------------------
 
 
@@ -107,7 +103,7 @@ class ProbeResult(Struct, tag=True):
     cpu_features: list[str]
 
 
-ToWorker = Load | Generate | Probe
+ToWorker = Load | Generate
 FromWorker = LoadProgress | Loaded | Tick | Image | Generated | Failed | ProbeResult
 FINAL = (Loaded, Generated, Failed, ProbeResult)
 """Messages that end a request; everything else is an event on the way."""
