@@ -50,6 +50,7 @@ class BackendProbe:
         return await anyio.to_thread.run_sync(early_probe.answer, process, abandon_on_cancel=True)
 
     async def warm(self) -> None:
-        """Probe now (a failure is reported to whoever asks next, by probing again)."""
-        with contextlib.suppress(SidecarError):
+        """Probe now. Whatever fails here (even a bug) is met again, and answered as an error, by
+        whoever asks next, since a failed probe is not kept; it must not end the serve loop."""
+        with contextlib.suppress(Exception):
             await self.info()
