@@ -62,7 +62,13 @@ VARIANT_PATTERN = "libggml-cpu-*.so"
 
 
 def cache_key() -> str:
-    recipe = {"shim": SHIM.read_text(), "version": VERSION, "variants": VARIANTS, "cmake": CMAKE_OPTIONS, "patches": _PATCHES}
+    recipe = {
+        "shim": SHIM.read_text(),
+        "version": VERSION,
+        "variants": VARIANTS,
+        "cmake": CMAKE_OPTIONS,
+        "patches": _PATCHES,
+    }
     return hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
 
 

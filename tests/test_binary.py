@@ -10,8 +10,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
 from diffusion_sidecar_client import Sidecar
+
 from sidecar import __version__
 from sidecar.frozen import BUNDLED_LIBRARY
 from tests.harness import RawSidecar, descendant_pids, kill, wait_gone, worker_pids

@@ -63,3 +63,22 @@ def test_synth_model_command_prints_the_model_path(synthetic_model: str) -> None
     )
     assert done.stdout.strip() == synthetic_model
     assert "noise" in json.loads((Path(synthetic_model) / "model_index.json").read_text())["_synthetic"]
+
+
+def test_the_esrgan_kind_has_the_names_and_size_stable_diffusion_cpp_reads(tmp_path: Path) -> None:
+    written = subprocess.run(
+        [sys.executable, "-m", "sidecar", "synth-model", "--kind", "esrgan", str(tmp_path / "up.safetensors")],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    with open(written, "rb") as file:
+        header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
+    header.pop("__metadata__")
+    names = set(header)
+    assert {"conv_first.weight", "conv_body.weight", "conv_up1.weight", "conv_up2.weight", "conv_hr.weight",
+            "conv_last.weight"} <= names  # fmt: skip
+    assert {f"body.0.rdb{d}.conv{c}.weight" for d in (1, 2, 3) for c in range(1, 6)} <= names
+    assert not any(name.startswith("body.1.") for name in names)  # one RRDB block
+    assert header["conv_last.weight"]["shape"] == [3, 64, 3, 3]
+    assert header["body.0.rdb1.conv5.weight"]["shape"] == [64, 64 + 4 * 32, 3, 3]
+    parameters = sum(math.prod(entry["shape"]) for entry in header.values())
+    assert 850_000 < parameters < 900_000
