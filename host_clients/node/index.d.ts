@@ -255,6 +255,10 @@ export interface BackendInfo {
   nativeCommit: string;
   systemInfo: string;
   physicalCores: number;
+  /** Which build of ggml's CPU code runs: the portable binary's variant for this CPU (`x64`, `sse42`, `haswell`, `skylakex`, `zen4`); null where the library has a single CPU build compiled in. */
+  cpuVariant: string | null;
+  /** Instruction sets and options that CPU code uses, as ggml names them (`AVX2`, `AVX512`, `OPENMP`, ...). */
+  cpuFeatures: string[];
 }
 
 export interface Limits {

@@ -76,10 +76,6 @@ class Generate(Struct, tag=True):
     img_cfg_scale: float | None = None
 
 
-class Probe(Struct, tag=True):
-    """Report the backend's version and system information, then nothing else is needed."""
-
-
 # --- worker -> front ---------------------------------------------------------------------------
 
 
@@ -138,9 +134,11 @@ class ProbeResult(Struct, tag=True):
     native_commit: str
     system_info: str
     physical_cores: int
+    cpu_variant: str | None
+    cpu_features: list[str]
 
 
-ToWorker = Load | Generate | Probe
+ToWorker = Load | Generate
 FromWorker = LoadProgress | Loaded | Tick | Preview | Image | Generated | Failed | ProbeResult
 FINAL = (Loaded, Generated, Failed, ProbeResult)
 """Messages that end a request; everything else is an event on the way."""

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import stable_diffusion_cpp
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 
-from . import messages
+from . import cpu_backend, messages
 from .native_images import InputImages
 
 _lib = sd._lib
+cpu_backend.load_variants()  # before the first native call picks a CPU backend
 _libc = ctypes.CDLL(None)  # frees what the native library malloc'ed for us
 
 
@@ -114,6 +115,8 @@ def probe() -> messages.ProbeResult:
         native_commit=sd.sd_commit().decode(),
         system_info=" ".join(sd.sd_get_system_info().decode().split()),
         physical_cores=sd.sd_get_num_physical_cores(),
+        cpu_variant=cpu_backend.variant(),
+        cpu_features=cpu_backend.features(),
     )
 
 

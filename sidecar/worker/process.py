@@ -13,16 +13,10 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from . import messages
+from .command import worker_command as worker_command  # where the front has always found it
 
 STDERR_TAIL_LINES = 20
 STOP_GRACE_SECONDS = 2.0
-
-
-def worker_command(log_level: str) -> list[str]:
-    """How to start a worker: the same program as this one, in its worker role."""
-    if getattr(sys, "frozen", False):  # a PyInstaller binary is its own interpreter
-        return [sys.executable, "worker", "--log-level", log_level]
-    return [sys.executable, "-m", "sidecar", "worker", "--log-level", log_level]
 
 
 class WorkerExited(Exception):

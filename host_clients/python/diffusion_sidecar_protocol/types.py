@@ -74,6 +74,13 @@ class BackendInfo(Struct, kw_only=True):
     nativeCommit: str
     systemInfo: str
     physicalCores: int
+    cpuVariant: str | None = None
+    """Which build of ggml's CPU code runs: in the portable binary, the variant chosen for this CPU
+    at start (`x64`, `sse42`, `haswell`, `skylakex`, `zen4`); null where the library has a single
+    CPU build compiled in (a source install's, built for the machine that built it)."""
+    cpuFeatures: list[str] = []
+    """Instruction sets and options that CPU code uses, as ggml names them (`AVX2`, `AVX512`,
+    `OPENMP`, ...)."""
 
 
 class Limits(Struct, kw_only=True):
