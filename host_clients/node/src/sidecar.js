@@ -8,6 +8,15 @@ export const DEFAULT_COMMAND = "diffusion-sidecar";
 const CLOSE_TIMEOUT_MS = 10_000;
 
 /**
+ * Strings cut through an emoji hold a lone UTF-16 surrogate, which JSON.stringify sends as an
+ * escape like `\\ud83d`; send U+FFFD instead, as UTF-8 encoders do (keys are left to the sidecar,
+ * which reads lone surrogates the same way).
+ */
+function wellFormed(_key, value) {
+  return typeof value === "string" ? value.toWellFormed() : value;
+}
+
+/**
  * Spawns the sidecar (`diffusion-sidecar` on PATH unless told otherwise) and resolves once the
  * process runs. The sidecar's log (its stderr) goes to ours unless `stderr` says otherwise.
  */
@@ -93,7 +102,7 @@ export class Sidecar {
       }
       this.#calls.set(id, { resolve, reject, onNotification });
       const message = { jsonrpc: "2.0", id, method, ...(params === undefined ? {} : { params }) };
-      this.#child.stdin.write(`${JSON.stringify(message)}\n`);
+      this.#child.stdin.write(`${JSON.stringify(message, wellFormed)}\n`);
     });
     return { id, answer };
   }

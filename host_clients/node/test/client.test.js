@@ -148,3 +148,10 @@ test("initialize reports the server and its limits", LIMIT, async () => {
   assert.ok(info.samplingMethods.includes("euler_a"));
   assert.ok(Number.isInteger(info.limits.maxBatchCount));
 });
+
+test("a prompt cut through an emoji (a lone surrogate) generates, read as U+FFFD", LIMIT, async () => {
+  const prompt = "a cat 🐱".slice(0, -1); // ends in the lone high surrogate \ud83d
+  const [png] = await sidecar.diffusion({ modelId, ...SMALL, prompt, seed: 5 }).outputs;
+  // The PNG's parameters text (UTF-8 in an iTXt chunk) starts with the prompt as the sidecar read it.
+  assert.ok(Buffer.from(png).includes(Buffer.from("a cat \ufffd\n")), "the prompt reads with U+FFFD");
+});
