@@ -195,6 +195,7 @@ export interface Limits {
   maxModels: number;
   maxLineBytes: number;
   modelsRoot: string | null;
+  maxPromptBytes: number;
 }
 
 export interface InitializeResult {

@@ -87,6 +87,10 @@ class Limits(Struct, kw_only=True):
     """Longest accepted input line; a longer one is refused without being read into memory."""
     modelsRoot: str | None = None
     """When set, `loadModel` refuses any file that resolves outside this folder."""
+    maxPromptBytes: int = 2048
+    """Longest `prompt` and `negative_prompt`, in UTF-8 bytes. Text is encoded in 77-token chunks
+    whose cost grows faster than linearly, and a token is at least one byte: bytes bound the work
+    whatever the script, where characters would let CJK or emoji text cost several times more."""
 
 
 class InitializeResult(Struct, kw_only=True):
