@@ -61,6 +61,8 @@ class WorkerProcess:
         self._stderr_done = anyio.Event()
         self.ended_on_purpose = False
         """True once the front has stopped or killed it: its death is no crash."""
+        self.crashed = False
+        """True once the front has seen it die by itself and dealt with it (once, however noticed)."""
 
     @classmethod
     async def start(cls, command: list[str], label: str, task_group: anyio.abc.TaskGroup) -> WorkerProcess:
