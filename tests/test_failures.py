@@ -187,3 +187,10 @@ async def test_client_calls_fail_at_once_when_the_sidecar_dies(
         await call.stats
     with pytest.raises(SidecarExited):
         await sidecar.initialize()
+
+
+async def test_workers_skip_the_native_debugger_on_abort(raw: RawSidecar, synthetic_model: str) -> None:
+    await _load(raw, synthetic_model)
+    (worker,) = worker_pids(raw.process.pid)
+    environment = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+    assert b"GGML_NO_BACKTRACE=1" in environment
