@@ -205,12 +205,13 @@ class ModelManager:
         model_id = self.model_id(load_key)
         if model := self._models.get(model_id):
             return model, True
-        if pending := self._pending.get(model_id):
+        while pending := self._pending.get(model_id):
             await pending.done.wait()
             if pending.error is not None:
                 raise pending.error
-            assert pending.model is not None
-            return pending.model, True
+            if pending.model is not None:
+                return pending.model, True
+            # That load was cancelled: this request's own load takes its place.
         pending = self._pending[model_id] = _PendingLoad()
         try:
             started = time.monotonic()

@@ -68,6 +68,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
             limit="maxModels",
             max=limit,
         )
+    ctx.active.model_id = models.model_id(load_key)  # so that `cancel` and shutdown can end the load
     model, already_loaded = await models.load(load_key, load, settings, on_progress)
     return LoadModelResult(
         modelId=model.model_id,
