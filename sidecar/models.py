@@ -79,6 +79,8 @@ class ModelSettings:
     name: str
     """Shown as `Model` in each PNG's parameters."""
     vae_tiling: bool
+    files: dict[str, str] = field(default_factory=dict)
+    """The files it is loaded from, by the `loadModel` field that named them (for `listModels`)."""
 
 
 @dataclass(eq=False)
@@ -154,6 +156,7 @@ class LoadedModel:
 
 @dataclass
 class _PendingLoad:
+    settings: ModelSettings
     done: anyio.Event = field(default_factory=anyio.Event)
     model: LoadedModel | None = None
     error: SidecarError | None = None
@@ -178,6 +181,12 @@ class ModelManager:
 
     def ids(self) -> list[str]:
         return list(self._models)
+
+    def entries(self) -> list[tuple[str, ModelSettings, LoadedModel | None]]:
+        """Every model loaded or being loaded (None for the model while it loads), in load order."""
+        loaded = [(model_id, model.settings, model) for model_id, model in self._models.items()]
+        loading = [(model_id, pending.settings, None) for model_id, pending in self._pending.items()]
+        return loaded + loading
 
     def count(self) -> int:
         """Models loaded or being loaded."""
@@ -212,7 +221,7 @@ class ModelManager:
             if pending.model is not None:
                 return pending.model, True
             # That load was cancelled: this request's own load takes its place.
-        pending = self._pending[model_id] = _PendingLoad()
+        pending = self._pending[model_id] = _PendingLoad(settings)
         try:
             started = time.monotonic()
             worker, reply = await self._start_worker(load, model_id, on_progress)
@@ -280,7 +289,7 @@ class ModelManager:
         model.crashes += 1
         print(f"model {model.model_id}: {exited.describe()}", file=sys.stderr, flush=True)
         if model.crashes < CRASH_LIMIT:
-            self._task_group.start_soon(self._reload, model, model.gate.ticket(next_in_line=True))
+            self._reload_soon(model)
             return None
         reason = SidecarError(
             "MODEL_NOT_LOADED",
@@ -302,14 +311,18 @@ class ModelManager:
         takes the turn right behind the abandoned request.
         """
         model.worker.kill()
-        reload_turn = model.gate.ticket(next_in_line=True)
-        self._task_group.start_soon(self._reload, model, reload_turn)
+        self._reload_soon(model)
+
+    def _reload_soon(self, model: LoadedModel) -> None:
+        """Load the model into a fresh worker, taking the turn right behind the current request."""
+        model.reloading = True
+        self._task_group.start_soon(self._reload, model, model.gate.ticket(next_in_line=True))
 
     async def _reload(self, model: LoadedModel, turn: Ticket) -> None:
         async with turn:
             if model.stop_reason is not None:
+                model.reloading = False
                 return
-            model.reloading = True
             try:
                 worker, _ = await self._start_worker(model.load, model.model_id, lambda loaded, total: None)
             except SidecarError as error:

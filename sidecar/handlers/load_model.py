@@ -54,7 +54,8 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
     )
     # Two loads are identical when they name the same files (after resolving) with the same options.
     load_key = json.dumps({**msgspec.to_builtins(config), **companions, "modelPath": model_path}, sort_keys=True)
-    settings = ModelSettings(name=Path(model_path).stem, vae_tiling=config.vae_tiling is True)
+    files = {"modelPath": model_path, **companions}
+    settings = ModelSettings(name=Path(model_path).stem, vae_tiling=config.vae_tiling is True, files=files)
 
     def on_progress(loaded: int, total: int) -> None:
         progress = LoadModelProgress(requestId=ctx.request_id, loaded=loaded, total=total, elapsedMs=ctx.elapsed_ms())

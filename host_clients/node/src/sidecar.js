@@ -142,6 +142,11 @@ export class Sidecar {
     await this.request("unloadModel", { modelId });
   }
 
+  /** Every model loaded or being loaded: its files, state, queue and totals. */
+  listModels() {
+    return this.request("listModels", {});
+  }
+
   /**
    * Shuts the sidecar down (pending calls end with SHUTTING_DOWN) and resolves to its exit status.
    * A sidecar that has not exited after `timeoutMs` is killed.

@@ -19,6 +19,7 @@ from diffusion_sidecar_protocol.types import (
     DiffusionResult,
     DiffusionStats,
     InitializeResult,
+    ListModelsResult,
     LoadModelProgress,
     LoadModelResult,
 )
@@ -307,6 +308,10 @@ class Sidecar:
 
     async def unload_model(self, model_id: str) -> None:
         await self.request("unloadModel", {"modelId": model_id})
+
+    async def list_models(self) -> ListModelsResult:
+        """Every model loaded or being loaded: its files, state, queue and totals."""
+        return msgspec.json.decode(await self.request("listModels", {}), type=ListModelsResult)
 
     async def close(self) -> int:
         """Ask the sidecar to shut down and wait for it to exit; return its exit status."""

@@ -278,6 +278,48 @@ class NoParams(Params):
     pass
 
 
+# --- listModels --------------------------------------------------------------------------------
+
+ModelState = Literal["loading", "ready", "reloading"]
+
+
+class ModelTotals(Struct, kw_only=True):
+    """A model's counters over its life, as `DiffusionStats` reports them after each call."""
+
+    modelLoadMs: float
+    totalGenerationMs: float
+    totalWallMs: float
+    totalSteps: int
+    totalGenerations: int
+    totalImages: int
+    totalPixels: int
+
+
+class ListedModel(Struct, kw_only=True):
+    modelId: str
+    files: dict[str, str]
+    """The files it was loaded from, by the `loadModel` field that named them (`modelPath`,
+    `vaePath`, ...), as absolute paths."""
+    state: ModelState
+    """`loading` (its first load is under way), `ready`, or `reloading` (into a fresh worker,
+    after a cancel or a crash; requests wait for it)."""
+    modelFamily: str | None
+    """The detected architecture; null while loading."""
+    sizeMultiple: int | None
+    """`width` and `height` must be multiples of this; null while loading."""
+    running: int
+    """`diffusion` requests running on it now (0 or 1)."""
+    queued: int
+    """`diffusion` requests waiting for their turn on it."""
+    totals: ModelTotals | None
+    """Null while loading."""
+
+
+class ListModelsResult(Struct, kw_only=True):
+    models: list[ListedModel]
+    """Every model loaded or being loaded, in load order."""
+
+
 NOTIFICATIONS: dict[str, type[Struct]] = {
     "loadModel/progress": LoadModelProgress,
     "diffusion/progress": DiffusionProgress,
