@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
-from diffusion_sidecar_protocol.types import DiffusionStats
+import msgspec
+from diffusion_sidecar_protocol.types import DiffusionStats, ModelTotals
 
 from .errors import SidecarError
 from .worker import messages
@@ -139,18 +140,18 @@ class LoadedModel:
         self.total_generations += 1
         self.total_images += images
         self.total_pixels += width * height * images
-        return DiffusionStats(
+        totals = msgspec.structs.asdict(self.totals())
+        return DiffusionStats(**totals, generationMs=generation_ms, width=width, height=height, seed=seeds[0])
+
+    def totals(self) -> ModelTotals:
+        return ModelTotals(
             modelLoadMs=self.load_ms,
-            generationMs=generation_ms,
             totalGenerationMs=round(self.total_generation_ms, 3),
             totalWallMs=elapsed_ms(self.load_started),
             totalSteps=self.total_steps,
             totalGenerations=self.total_generations,
             totalImages=self.total_images,
             totalPixels=self.total_pixels,
-            width=width,
-            height=height,
-            seed=seeds[0],
         )
 
 

@@ -5,10 +5,9 @@ For a host that restarts its UI (or its own process) and must find what the side
 
 from __future__ import annotations
 
-from diffusion_sidecar_protocol.types import ListedModel, ListModelsResult, ModelTotals, NoParams
+from diffusion_sidecar_protocol.types import ListedModel, ListModelsResult, NoParams
 
 from ..context import Method, RequestContext
-from ..models import LoadedModel, elapsed_ms
 
 
 async def handle(params: NoParams, ctx: RequestContext) -> ListModelsResult:
@@ -26,22 +25,10 @@ async def handle(params: NoParams, ctx: RequestContext) -> ListModelsResult:
                 sizeMultiple=model and model.size_multiple,
                 running=running,
                 queued=len(on_model) - running,
-                totals=model and _totals(model),
+                totals=model and model.totals(),
             )
         )
     return ListModelsResult(models=listed)
-
-
-def _totals(model: LoadedModel) -> ModelTotals:
-    return ModelTotals(
-        modelLoadMs=model.load_ms,
-        totalGenerationMs=round(model.total_generation_ms, 3),
-        totalWallMs=elapsed_ms(model.load_started),
-        totalSteps=model.total_steps,
-        totalGenerations=model.total_generations,
-        totalImages=model.total_images,
-        totalPixels=model.total_pixels,
-    )
 
 
 method = Method("listModels", NoParams, handle)
