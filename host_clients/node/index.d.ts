@@ -231,6 +231,35 @@ export interface UnloadModelResult {
   unloaded: boolean;
 }
 
+export type ModelState = "loading" | "ready" | "reloading";
+
+export interface ModelTotals {
+  modelLoadMs: number;
+  totalGenerationMs: number;
+  totalWallMs: number;
+  totalSteps: number;
+  totalGenerations: number;
+  totalImages: number;
+  totalPixels: number;
+}
+
+export interface ListedModel {
+  modelId: string;
+  /** Absolute paths by the `loadModel` field that named them (`modelPath`, `vaePath`, ...). */
+  files: Record<string, string>;
+  state: ModelState;
+  /** null while loading. */
+  modelFamily: string | null;
+  sizeMultiple: number | null;
+  running: number;
+  queued: number;
+  totals: ModelTotals | null;
+}
+
+export interface ListModelsResult {
+  models: ListedModel[];
+}
+
 /** Give exactly one. */
 export interface CancelParams {
   requestId?: RequestId;
@@ -277,6 +306,7 @@ export interface Limits {
   /** Largest input image, in pixels (read from its header before decoding). */
   maxImagePixels: number;
   modelsRoot: string | null;
+  maxPromptBytes: number;
 }
 
 export interface InitializeResult {
@@ -363,6 +393,7 @@ export declare class Sidecar {
   diffusion(params: DiffusionOptions): DiffusionCall;
   cancel(target: { requestId: RequestId } | { modelId: string }): Promise<CancelResult>;
   unloadModel(params: UnloadModelParams): Promise<void>;
+  listModels(): Promise<ListModelsResult>;
   /** Any method by name; `onNotification` gets the notifications that name this request. */
   request(method: string, params?: object, onNotification?: (params: any, method: string) => void): Promise<any>;
   /** Shuts the sidecar down (killing it after `timeoutMs`); resolves to its exit status. */

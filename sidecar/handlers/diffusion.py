@@ -38,6 +38,9 @@ def check_limits(params: DiffusionParams, limits: Limits) -> None:
         raise limit_exceeded("batch_count", "maxBatchCount", limits.maxBatchCount, params.batch_count)
     if params.seed + params.batch_count - 1 > limits.maxSeed:
         raise invalid_params("seed", f"seed + batch_count - 1 must be <= {limits.maxSeed}")
+    for field in ("prompt", "negative_prompt"):
+        if (size := len(getattr(params, field).encode())) > limits.maxPromptBytes:
+            raise limit_exceeded(field, "maxPromptBytes", limits.maxPromptBytes, size)
 
 
 def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits, scheduler: ComputeScheduler) -> None:

@@ -181,3 +181,18 @@ test("img2img: init_image as Uint8Array or Buffer is the same request; the outpu
     return true;
   });
 });
+
+test("a prompt cut through an emoji (a lone surrogate) generates, read as U+FFFD", LIMIT, async () => {
+  const prompt = "a cat 🐱".slice(0, -1); // ends in the lone high surrogate \ud83d
+  const [png] = await sidecar.diffusion({ modelId, ...SMALL, prompt, seed: 5 }).outputs;
+  // The PNG's parameters text (UTF-8 in an iTXt chunk) starts with the prompt as the sidecar read it.
+  assert.ok(Buffer.from(png).includes(Buffer.from("a cat \ufffd\n")), "the prompt reads with U+FFFD");
+});
+
+test("listModels finds the loaded model, ready, with its files and totals", LIMIT, async () => {
+  const { models } = await sidecar.listModels();
+  const listed = models.find((model) => model.modelId === modelId);
+  assert.equal(listed.state, "ready");
+  assert.equal(listed.files.modelPath, syntheticModel());
+  assert.ok(listed.totals.totalGenerations >= 0 && listed.sizeMultiple === 64);
+});

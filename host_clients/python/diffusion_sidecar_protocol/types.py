@@ -110,6 +110,10 @@ class Limits(Struct, kw_only=True):
     """Largest input image in pixels, read from its header before any pixel is decoded."""
     modelsRoot: str | None = None
     """When set, `loadModel` refuses any file that resolves outside this folder."""
+    maxPromptBytes: int = 2048
+    """Longest `prompt` and `negative_prompt`, in UTF-8 bytes. Text is encoded in 77-token chunks
+    whose cost grows faster than linearly, and a token is at least one byte: bytes bound the work
+    whatever the script, where characters would let CJK or emoji text cost several times more."""
 
 
 class InitializeResult(Struct, kw_only=True):
@@ -363,6 +367,48 @@ class UnloadModelResult(Struct, kw_only=True):
 
 class NoParams(Params):
     pass
+
+
+# --- listModels --------------------------------------------------------------------------------
+
+ModelState = Literal["loading", "ready", "reloading"]
+
+
+class ModelTotals(Struct, kw_only=True):
+    """A model's counters over its life, as `DiffusionStats` reports them after each call."""
+
+    modelLoadMs: float
+    totalGenerationMs: float
+    totalWallMs: float
+    totalSteps: int
+    totalGenerations: int
+    totalImages: int
+    totalPixels: int
+
+
+class ListedModel(Struct, kw_only=True):
+    modelId: str
+    files: dict[str, str]
+    """The files it was loaded from, by the `loadModel` field that named them (`modelPath`,
+    `vaePath`, ...), as absolute paths."""
+    state: ModelState
+    """`loading` (its first load is under way), `ready`, or `reloading` (into a fresh worker,
+    after a cancel or a crash; requests wait for it)."""
+    modelFamily: str | None
+    """The detected architecture; null while loading."""
+    sizeMultiple: int | None
+    """`width` and `height` must be multiples of this; null while loading."""
+    running: int
+    """`diffusion` requests running on it now (0 or 1)."""
+    queued: int
+    """`diffusion` requests waiting for their turn on it."""
+    totals: ModelTotals | None
+    """Null while loading."""
+
+
+class ListModelsResult(Struct, kw_only=True):
+    models: list[ListedModel]
+    """Every model loaded or being loaded, in load order."""
 
 
 NOTIFICATIONS: dict[str, type[Struct]] = {
