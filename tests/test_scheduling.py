@@ -292,6 +292,17 @@ async def test_a_request_waiting_for_the_device_is_queued_for_max_queue(sidecar:
     assert len((await sidecar.response(waiting))["result"]["outputs"]) == 1
 
 
+async def test_list_models_shows_each_request_with_its_place_on_the_device(sidecar: RawSidecar) -> None:
+    running = await _running(sidecar, sidecar.models[0])
+    waiting = await sidecar.send("diffusion", {"modelId": sidecar.models[1], **SMALL})
+    listed = {model["modelId"]: model for model in (await sidecar.call("listModels"))["result"]["models"]}
+    assert listed[sidecar.models[0]]["requests"] == [{"requestId": running, "running": True, "place": None}]
+    assert listed[sidecar.models[1]]["requests"] == [{"requestId": waiting, "running": False, "place": 0}]
+    assert (listed[sidecar.models[1]]["running"], listed[sidecar.models[1]]["queued"]) == (0, 1)
+    await sidecar.call("cancel", {"requestId": running})
+    assert len((await sidecar.response(waiting))["result"]["outputs"]) == 1
+
+
 async def test_cancel_of_a_request_waiting_for_the_device_is_answered_at_once(sidecar: RawSidecar) -> None:
     running = await _running(sidecar, sidecar.models[0])
     workers = worker_pids(sidecar.process.pid)

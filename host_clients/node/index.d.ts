@@ -253,7 +253,17 @@ export interface ListedModel {
   sizeMultiple: number | null;
   running: number;
   queued: number;
+  /** Its requests in arrival order, each with its place on the compute device. */
+  requests: ListedRequest[];
   totals: ModelTotals | null;
+}
+
+/** A `diffusion` request on a model, with its place in the compute device's line. */
+export interface ListedRequest {
+  requestId: RequestId | null;
+  running: boolean;
+  /** Requests waiting for the same device that arrived before it (0: next); null while it runs. */
+  place: number | null;
 }
 
 export interface ListModelsResult {

@@ -5,7 +5,7 @@ For a host that restarts its UI (or its own process) and must find what the side
 
 from __future__ import annotations
 
-from diffusion_sidecar_protocol.types import ListedModel, ListModelsResult, NoParams
+from diffusion_sidecar_protocol.types import ListedModel, ListedRequest, ListModelsResult, NoParams
 
 from ..context import Method, RequestContext
 
@@ -26,6 +26,10 @@ async def handle(params: NoParams, ctx: RequestContext) -> ListModelsResult:
                 running=running,
                 queued=len(on_model) - running,
                 totals=model and model.totals(),
+                requests=[
+                    ListedRequest(requestId=turn.label, running=turn.running, place=turn.place)
+                    for turn in (ctx.server.scheduler.turns(model) if model else [])
+                ],
             )
         )
     return ListModelsResult(models=listed)

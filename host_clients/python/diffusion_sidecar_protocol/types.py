@@ -386,6 +386,16 @@ class ModelTotals(Struct, kw_only=True):
     totalPixels: int
 
 
+class ListedRequest(Struct, kw_only=True):
+    """A `diffusion` request that has taken its turn on a model (its input images are decoded)."""
+
+    requestId: RequestId | None
+    running: bool
+    place: int | None
+    """Requests of any model waiting for the same compute device that arrived before this one
+    (0: it starts next once its model is free); null while it runs."""
+
+
 class ListedModel(Struct, kw_only=True):
     modelId: str
     files: dict[str, str]
@@ -402,6 +412,8 @@ class ListedModel(Struct, kw_only=True):
     """`diffusion` requests running on it now (0 or 1)."""
     queued: int
     """`diffusion` requests waiting for their turn on it."""
+    requests: list[ListedRequest]
+    """Its requests in arrival order, running first, each with its place on the compute device."""
     totals: ModelTotals | None
     """Null while loading."""
 
