@@ -75,6 +75,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
     seed = secrets.randbelow(RANDOM_SEED_RANGE) if params.seed == -1 else params.seed
     seeds = [seed + index for index in range(params.batch_count)]
+    steps_run = img2img.sampling_steps(params)  # img2img skips the noisiest steps
     job = messages.Generate(
         prompt=params.prompt,
         negative_prompt=params.negative_prompt,
@@ -93,6 +94,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         preview_interval=params.preview_interval,
         preview_noisy=params.preview_noisy,
         **await img2img.job_fields(params, source, ctx.server.limits),
+        sampling_steps=steps_run,
     )
     images: list[messages.Image] = []
     # A cancel or timeout answers with the images already finished (dispatch adds these).
@@ -138,7 +140,6 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         generation_ms = elapsed_ms(started)
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
-    steps_run = img2img.sampling_steps(params)  # img2img skips the noisiest steps
     stats = model.record(
         generation_ms=generation_ms, steps=steps_run, width=images[0].width, height=images[0].height, seeds=seeds
     )

@@ -25,7 +25,7 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
     previews = native_previews(send)
     sampled = 0
     for index, seed in enumerate(job.seeds):
-        progress = _ImageProgress(index, job.steps, clock, previews, send)
+        progress = _ImageProgress(index, job.sampling_steps or job.steps, clock, previews, send)
         model.on_log(progress.on_log)
         previews.start(job, index, progress.steps_of)
         try:

@@ -74,6 +74,8 @@ class Generate(Struct, tag=True):
     """Inpainting: L at exactly width x height; white = repaint."""
     strength: float = 0.75
     img_cfg_scale: float | None = None
+    sampling_steps: int | None = None
+    """Steps the library runs per image where fewer than `steps` (img2img); None: `steps`."""
 
 
 # --- worker -> front ---------------------------------------------------------------------------
