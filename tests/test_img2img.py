@@ -70,8 +70,9 @@ async def test_two_strengths_differ_from_each_other_and_from_text_to_image_and_r
     assert len(set(pixels)) == 3, "strengths and text-to-image must give three different images"
     assert again.tobytes() == light.tobytes() and again.info == light.info
     # int(3 * 0.3) + 1 = 1 step, all 3 at strength 1: ticks and stats count what really runs.
-    assert [(t.step, t.totalSteps) for t in light_ticks] == [(1, 1)]
-    assert [(t.step, t.totalSteps) for t in full_ticks] == [(1, 3), (2, 3), (3, 3)]
+    assert [(t.phase, t.step, t.totalSteps) for t in light_ticks] == [("encode", 0, 1), ("sample", 1, 1), ("decode", 1, 1)]
+    assert [(t.step, t.totalSteps) for t in full_ticks if t.phase == "sample"] == [(1, 3), (2, 3), (3, 3)]
+    assert {t.totalSteps for t in full_ticks} == {3}
     assert full_stats.totalSteps - light_stats.totalSteps == 3
     assert "Denoising strength: 0.3" in light.info["parameters"] and "Steps: 3," in light.info["parameters"]
     assert "Mask blur" not in light.info["parameters"]
