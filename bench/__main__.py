@@ -1,9 +1,9 @@
 """`make bench`: run every benchmark (or those named), print one table, write the raw figures.
 
 Run: .venv/bin/python -m bench [ITEM ...]   (items: overhead throughput ready progress output
-memory threads cancel contention previews cache). Figures go to bench/results/latest.json, one
-top-level key per item; a run of some items keeps the others' figures from earlier runs, each
-stamped with when it ran.
+memory threads cancel contention previews img2img portable responsiveness cache). Figures go to
+bench/results/latest.json, one top-level key per item; a run of some items keeps the others'
+figures from earlier runs, each stamped with when it ran.
 """
 
 from __future__ import annotations
@@ -19,12 +19,42 @@ from pathlib import Path
 
 from sidecar.stdio_guard import claim_stdout
 
-from . import cache, cancel, contention, memory, output, overhead, previews, progress, ready, threads, throughput
+from . import (
+    cache,
+    cancel,
+    contention,
+    img2img,
+    memory,
+    output,
+    overhead,
+    portable,
+    previews,
+    progress,
+    ready,
+    responsiveness,
+    threads,
+    throughput,
+)
 from .common import NOISE_NOTE, Row, synthetic_model
 
 ITEMS = {
     module.TITLE: module
-    for module in (overhead, throughput, ready, progress, output, memory, threads, cancel, contention, previews, cache)
+    for module in (
+        overhead,
+        throughput,
+        ready,
+        progress,
+        output,
+        memory,
+        threads,
+        cancel,
+        contention,
+        previews,
+        img2img,
+        portable,
+        responsiveness,
+        cache,
+    )
 }
 LATEST = Path(__file__).resolve().parent / "results" / "latest.json"
 

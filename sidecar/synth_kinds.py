@@ -36,6 +36,9 @@ KINDS: dict[str, SynthKind] = {
         "write_synthetic_taesd",
         "a TAESD tiny autoencoder for the sd1 model's `tae` previews (PATH is a .safetensors file)",
     ),
+    "esrgan": SynthKind(
+        "synth_esrgan", "write_synthetic_esrgan", "a 4x RealESRGAN upscaler with one RRDB block (PATH is a .safetensors file)"
+    ),
 }
 DEFAULT_KIND = "sd1"
 

@@ -17,6 +17,7 @@ from diffusion_sidecar_protocol.types import (
     Limits,
 )
 
+from .. import img2img
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
 from ..models import LoadedModel, elapsed_ms
@@ -37,6 +38,9 @@ def check_limits(params: DiffusionParams, limits: Limits) -> None:
         raise limit_exceeded("batch_count", "maxBatchCount", limits.maxBatchCount, params.batch_count)
     if params.seed + params.batch_count - 1 > limits.maxSeed:
         raise invalid_params("seed", f"seed + batch_count - 1 must be <= {limits.maxSeed}")
+    for field in ("prompt", "negative_prompt"):
+        if (size := len(getattr(params, field).encode())) > limits.maxPromptBytes:
+            raise limit_exceeded(field, "maxPromptBytes", limits.maxPromptBytes, size)
 
 
 def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits, scheduler: ComputeScheduler) -> None:
@@ -59,15 +63,19 @@ def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits
 
 
 async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResult:
+    source = await img2img.open_source(params, ctx.server.limits)
+    params = img2img.sized(params, source)
     check_limits(params, ctx.server.limits)
     models = ctx.server.models
     model = models.get(params.modelId)
+    img2img.check_source_size(params, source, model.size_multiple, model.family)
     check_fits_model(params, model, ctx.server.limits, ctx.server.scheduler)
     ctx.active.model_id = model.model_id
     if params.timeoutMs:
         ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
     seed = secrets.randbelow(RANDOM_SEED_RANGE) if params.seed == -1 else params.seed
     seeds = [seed + index for index in range(params.batch_count)]
+    steps_run = img2img.sampling_steps(params)  # img2img skips the noisiest steps
     job = messages.Generate(
         prompt=params.prompt,
         negative_prompt=params.negative_prompt,
@@ -85,6 +93,8 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         preview_method=params.preview_method or None,
         preview_interval=params.preview_interval,
         preview_noisy=params.preview_noisy,
+        **await img2img.job_fields(params, source, ctx.server.limits),
+        sampling_steps=steps_run,
     )
     images: list[messages.Image] = []
     # A cancel or timeout answers with the images already finished (dispatch adds these).
@@ -131,7 +141,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
     stats = model.record(
-        generation_ms=generation_ms, steps=params.steps, width=images[0].width, height=images[0].height, seeds=seeds
+        generation_ms=generation_ms, steps=steps_run, width=images[0].width, height=images[0].height, seeds=seeds
     )
     return DiffusionResult(
         outputs=ctx.active.partial["outputs"],

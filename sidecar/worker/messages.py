@@ -39,6 +39,15 @@ class Load(Struct, kw_only=True, tag=True):
     diffusion_flash_attn: bool | None = None
 
 
+class Pixels(Struct):
+    """An input image: raw 8-bit pixels, rows top to bottom, channels interleaved (RGB or L)."""
+
+    data: bytes
+    width: int
+    height: int
+    channels: int
+
+
 class Generate(Struct, tag=True):
     """Generate one image per seed, in order."""
 
@@ -59,10 +68,14 @@ class Generate(Struct, tag=True):
     """proj, tae or vae; None: no previews."""
     preview_interval: int = 1
     preview_noisy: bool = False
-
-
-class Probe(Struct, tag=True):
-    """Report the backend's version and system information, then nothing else is needed."""
+    init_image: Pixels | None = None
+    """img2img: RGB at exactly width x height."""
+    mask_image: Pixels | None = None
+    """Inpainting: L at exactly width x height; white = repaint."""
+    strength: float = 0.75
+    img_cfg_scale: float | None = None
+    sampling_steps: int | None = None
+    """Steps the library runs per image where fewer than `steps` (img2img); None: `steps`."""
 
 
 # --- worker -> front ---------------------------------------------------------------------------
@@ -123,9 +136,11 @@ class ProbeResult(Struct, tag=True):
     native_commit: str
     system_info: str
     physical_cores: int
+    cpu_variant: str | None
+    cpu_features: list[str]
 
 
-ToWorker = Load | Generate | Probe
+ToWorker = Load | Generate
 FromWorker = LoadProgress | Loaded | Tick | Preview | Image | Generated | Failed | ProbeResult
 FINAL = (Loaded, Generated, Failed, ProbeResult)
 """Messages that end a request; everything else is an event on the way."""

@@ -29,7 +29,12 @@ def parameters_text(
     height: int,
     model: str,
     guidance: float | None = None,
+    image_cfg_scale: float | None = None,
+    denoising_strength: float | None = None,
+    masked: bool = False,
 ) -> str:
+    """img2img adds A1111's `Denoising strength` (and `Image CFG scale` when given); inpainting adds
+    `Mask blur: 0`, the key by which A1111 and PNG-info readers tell an inpainting (no blur here)."""
     lines = [prompt]
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
@@ -44,6 +49,12 @@ def parameters_text(
         "Size": f"{width}x{height}",
         "Model": model,
     }
+    if image_cfg_scale is not None:
+        fields["Image CFG scale"] = f"{image_cfg_scale:g}"
+    if denoising_strength is not None:
+        fields["Denoising strength"] = f"{denoising_strength:g}"
+    if masked:
+        fields["Mask blur"] = 0
     lines.append(", ".join(f"{key}: {value}" for key, value in fields.items()))
     return "\n".join(lines)
 

@@ -26,6 +26,9 @@ const DECLARED = {
   InitializeResult: ["methods/initialize.result.json", "InitializeResult"],
   BackendInfo: ["methods/initialize.result.json", "BackendInfo"],
   Limits: ["methods/initialize.result.json", "Limits"],
+  ListModelsResult: ["methods/listModels.result.json", "ListModelsResult"],
+  ListedModel: ["methods/listModels.result.json", "ListedModel"],
+  ModelTotals: ["methods/listModels.result.json", "ModelTotals"],
 };
 // The client sends these itself and exposes no type for them: `shutdown` and `exit` take no
 // params, and cancelling goes through `cancel()`, not the LSP notification.
@@ -66,6 +69,9 @@ function expected(schema) {
   if (schema.anyOf) return schema.anyOf.flatMap(expected).sort();
   if (schema.enum) return schema.enum.map((value) => JSON.stringify(value)).sort();
   if (schema.type === "array") return expected(schema.items).map((item) => `${item}[]`);
+  if (schema.type === "object" && schema.additionalProperties) {
+    return expected(schema.additionalProperties).map((value) => `Record<string, ${value}>`);
+  }
   const scalar = { string: "string", integer: "number", number: "number", boolean: "boolean", null: "null" };
   assert.ok(schema.type in scalar, `no TypeScript type for ${JSON.stringify(schema)}`);
   return [scalar[schema.type]];

@@ -3,7 +3,7 @@
 from diffusion_sidecar_protocol import PROTOCOL_VERSION, __version__
 from diffusion_sidecar_protocol.types import DiffusionPreview, DiffusionProgress, DiffusionStats, LoadModelProgress
 
-from .client import DiffusionCall, Preview, ProtocolMismatch, Sidecar, SidecarError, SidecarExited
+from .client import DiffusionCall, ImageInput, Preview, ProtocolMismatch, Sidecar, SidecarError, SidecarExited
 from .discovery import SidecarNotFound, default_command
 from .sync import SyncSidecar
 
@@ -13,6 +13,7 @@ __all__ = [
     "DiffusionPreview",
     "DiffusionProgress",
     "DiffusionStats",
+    "ImageInput",
     "LoadModelProgress",
     "Preview",
     "ProtocolMismatch",

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from diffusion_sidecar_protocol.types import DiffusionProgress, DiffusionStats
+from diffusion_sidecar_protocol.types import DiffusionProgress, DiffusionStats, ListModelsResult
 
 from .client import Preview, Sidecar
 
@@ -58,6 +58,9 @@ class SyncSidecar:
 
     def unload_model(self, model_id: str) -> None:
         self._run(self._sidecar.unload_model(model_id))
+
+    def list_models(self) -> ListModelsResult:
+        return self._run(self._sidecar.list_models())
 
     def close(self) -> int:
         try:
