@@ -196,3 +196,63 @@ async def test_a_crashed_flux_worker_is_reported_reloaded_and_unloaded(sidecar: 
     (reloaded,) = worker_pids(sidecar.pid) - others
     await sidecar.unload_model(model_id)
     assert wait_gone(reloaded, timeout=5) and worker_pids(sidecar.pid) == others
+
+
+def _file(image: Image.Image) -> bytes:
+    buffer = BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+REFERENCE = _file(Image.effect_noise((48, 80), 60).convert("RGB"))
+OTHER_REFERENCE = _file(Image.linear_gradient("L").resize((64, 64)).convert("RGB"))
+
+
+async def test_reference_images_change_the_picture_at_the_asked_size(sidecar: Sidecar, flux: str) -> None:
+    # Kontext-style: each reference becomes extra image tokens beside the prompt's.
+    _, plain, _ = await _generate(sidecar, flux)
+    ticks, one, _ = await _generate(sidecar, flux, ref_images=[REFERENCE])
+    _, other, _ = await _generate(sidecar, flux, ref_images=[OTHER_REFERENCE])
+    _, both, _ = await _generate(sidecar, flux, ref_images=[REFERENCE, OTHER_REFERENCE])
+    assert [tick.step for tick in ticks] == [1, 2]
+    assert {_png(image).size for image in (one, other, both)} == {(64, 64)}
+    pictures = [_pixels(image) for image in (plain, one, other, both)]
+    for index, first in enumerate(pictures):
+        for second in pictures[index + 1 :]:
+            assert np.abs(first - second).mean() > 0.5
+    _, again, _ = await _generate(sidecar, flux, ref_images=[REFERENCE])
+    assert np.array_equal(_pixels(again), pictures[1])
+
+
+async def test_reference_images_are_refused_where_the_library_would_drop_them(
+    sidecar: Sidecar, flux: str, sd1: str
+) -> None:
+    call = sidecar.diffusion(modelId=sd1, **{**SMALL, "ref_images": [REFERENCE]})
+    with pytest.raises(SidecarError) as refused:
+        await call.outputs
+    assert refused.value.data_code == "INVALID_PARAMS" and refused.value.data["field"] == "ref_images"
+    assert "SD 1.x Tiny UNet" in refused.value.data["rule"]
+    assert [tick async for tick in call.progress_stream] == [], "it reached the worker"
+    with pytest.raises(SidecarError) as broken:
+        await _generate(sidecar, flux, ref_images=[REFERENCE, "not*base64"])
+    assert broken.value.data["field"] == "ref_images[1]" and "base64" in broken.value.data["rule"]
+    with pytest.raises(SidecarError) as empty:
+        await _generate(sidecar, flux, ref_images=[])
+    assert empty.value.data["field"] == "ref_images"
+
+
+def test_reference_sizes_follow_the_library_auto_resize() -> None:
+    from sidecar.ref_images import reference_size
+
+    assert reference_size((1000, 500), 64 * 64, 16) == (96, 48)
+    assert reference_size((48, 80), 64 * 64, 16) == (48, 80)
+    assert reference_size((4000, 10), 64 * 64, 16) == (1280, 16)  # never a side of 0
+    assert reference_size((512, 512), 1024 * 1024, 32) == (1024, 1024)
+
+
+async def test_img2img_on_flux(sidecar: Sidecar, flux: str) -> None:
+    _, plain, _ = await _generate(sidecar, flux, steps=4)
+    ticks, edited, _ = await _generate(sidecar, flux, steps=4, init_image=REFERENCE, strength=0.5, width=64, height=64)
+    assert [tick.step for tick in ticks] == [1, 2, 3]  # int(4 * 0.5) + 1
+    assert _png(edited).size == (64, 64) and np.abs(_pixels(edited) - _pixels(plain)).mean() > 0.5
+    assert "Denoising strength: 0.5" in _png(edited).text["parameters"]

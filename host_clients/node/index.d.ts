@@ -71,15 +71,21 @@ export interface DiffusionClientParams {
   mask_image?: string;
   /** With `init_image`: image guidance of instruct-pix2pix and inpainting models; default: `cfg_scale`. */
   img_cfg_scale?: number;
+  /**
+   * Reference images (FLUX Kontext-style), each base64 like `init_image`; 1 to 8. FLUX-family,
+   * Qwen-Image and Z-Image models use them; refused on models that would drop them (UNets).
+   */
+  ref_images?: string[];
 }
 
 /** An image file: its bytes (encoded to base64 by the client), or a base64 string as is. */
 export type ImageInput = string | Uint8Array;
 
 /** What `diffusion()` takes: the protocol's params, with image files also as bytes (Buffer too). */
-export interface DiffusionOptions extends Omit<DiffusionClientParams, "init_image" | "mask_image"> {
+export interface DiffusionOptions extends Omit<DiffusionClientParams, "init_image" | "mask_image" | "ref_images"> {
   init_image?: ImageInput;
   mask_image?: ImageInput;
+  ref_images?: ImageInput[];
 }
 
 /**
@@ -405,7 +411,7 @@ export declare class Sidecar {
   initialize(params?: InitializeParams): Promise<InitializeResult>;
   /** Resolves to the model's id. */
   loadModel(options: LoadModelOptions): Promise<string>;
-  /** QVAC's `diffusion()`; `init_image` and `mask_image` may be bytes. */
+  /** QVAC's `diffusion()`; `init_image`, `mask_image` and `ref_images` may be bytes. */
   diffusion(params: DiffusionOptions): DiffusionCall;
   cancel(target: { requestId: RequestId } | { modelId: string }): Promise<CancelResult>;
   unloadModel(params: UnloadModelParams): Promise<void>;

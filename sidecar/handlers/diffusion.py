@@ -17,7 +17,7 @@ from diffusion_sidecar_protocol.types import (
     Limits,
 )
 
-from .. import img2img
+from .. import img2img, ref_images
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
 from ..models import LoadedModel, elapsed_ms
@@ -95,6 +95,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         preview_noisy=params.preview_noisy,
         **await img2img.job_fields(params, source, ctx.server.limits),
         sampling_steps=steps_run,
+        **await ref_images.job_fields(params, model, ctx.server.limits),
     )
     images: list[messages.Image] = []
     # A cancel or timeout answers with the images already finished (dispatch adds these).

@@ -76,6 +76,8 @@ class Generate(Struct, tag=True):
     img_cfg_scale: float | None = None
     sampling_steps: int | None = None
     """Steps the library runs per image where fewer than `steps` (img2img); None: `steps`."""
+    ref_images: list[Pixels] = []
+    """Reference images, RGB, each at the size the front chose."""
 
 
 # --- worker -> front ---------------------------------------------------------------------------

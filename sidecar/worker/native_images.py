@@ -14,7 +14,7 @@ from . import messages
 
 
 class InputImages:
-    """A job's init image and mask, set on one `sd_img_gen_params_t`."""
+    """A job's init image, mask and reference images, set on one `sd_img_gen_params_t`."""
 
     def __init__(self, job: messages.Generate) -> None:
         self._buffers: list[ctypes.Array] = []
@@ -22,6 +22,12 @@ class InputImages:
 
     def apply(self, params: sd.sd_img_gen_params_t) -> None:
         job = self._job
+        if job.ref_images:
+            assert all(image.channels == 3 for image in job.ref_images)
+            array = (sd.sd_image_t * len(job.ref_images))(*map(self._sd_image, job.ref_images))
+            self._buffers.append(array)
+            params.ref_images = array
+            params.ref_images_count = len(job.ref_images)
         if job.init_image is None:
             return
         # The front sends RGB and L only: 1- or 4-channel data would abort the process in the VAE.

@@ -60,13 +60,15 @@ const IMAGE_PARAMS = ["init_image", "mask_image"];
  */
 export function encodeImages(params) {
   const encoded = { ...params };
-  for (const key of IMAGE_PARAMS) {
-    const image = encoded[key];
-    if (image instanceof Uint8Array) {
-      encoded[key] = Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString("base64");
-    }
-  }
+  for (const key of IMAGE_PARAMS) if (key in encoded) encoded[key] = encodeImage(encoded[key]);
+  if (Array.isArray(encoded.ref_images)) encoded.ref_images = encoded.ref_images.map(encodeImage);
   return encoded;
+}
+
+function encodeImage(image) {
+  return image instanceof Uint8Array
+    ? Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString("base64")
+    : image;
 }
 
 /** A cancelled or timed-out generation still hands over the images it finished. */

@@ -35,6 +35,8 @@ PREVIEW_BUFFER = 8
 """Previews kept for a reader of `preview_stream` that falls behind (or never reads): the oldest go."""
 IMAGE_PARAMS = ("init_image", "mask_image")
 """`diffusion` params that carry an image file."""
+IMAGE_LIST_PARAMS = ("ref_images",)
+"""`diffusion` params that carry a list of image files."""
 ImageInput = str | bytes | bytearray | memoryview | os.PathLike
 """An image param: file bytes, or a path to read them from; a str is sent as is (base64 or data URL)."""
 
@@ -47,6 +49,14 @@ def encode_image(image: ImageInput) -> str:
         with open(image, "rb") as file:
             image = file.read()
     return base64.b64encode(image).decode("ascii")
+
+
+def _encoded(key: str, value: Any) -> Any:
+    if key in IMAGE_PARAMS:
+        return encode_image(value)
+    if key in IMAGE_LIST_PARAMS and isinstance(value, (list, tuple)):
+        return [encode_image(image) for image in value]
+    return value
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -414,9 +424,9 @@ class Sidecar:
     def diffusion(self, **params: Any) -> DiffusionCall:
         """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments.
 
-        `init_image` and `mask_image` take file bytes or a path (see `ImageInput`).
+        `init_image`, `mask_image` and each of `ref_images` take file bytes or a path (see `ImageInput`).
         """
-        params = {key: encode_image(value) if key in IMAGE_PARAMS else value for key, value in params.items()}
+        params = {key: _encoded(key, value) for key, value in params.items()}
         ticks: asyncio.Queue[DiffusionProgress | None] = asyncio.Queue()
         previews = _RecentPreviews()
 

@@ -45,6 +45,7 @@ RequestId = int | str
 # JavaScript hosts hold numbers as doubles: larger integers would not survive the round trip.
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_SIDE = 8192
+MAX_REF_IMAGES = 8
 DEFAULT_SIDE = 512
 """Native default `width`/`height` (`sd_img_gen_params_init`), used when neither they nor an image give one."""
 
@@ -243,6 +244,12 @@ class DiffusionParams(Params):
     img_cfg_scale: NonNegativeFloat | UnsetType = UNSET
     """With `init_image`: image guidance of instruct-pix2pix and inpainting models (other models
     ignore it); omitted: `cfg_scale` (the native default)."""
+    ref_images: Annotated[list[str], Meta(min_length=1, max_length=MAX_REF_IMAGES)] | UnsetType = UNSET
+    """Reference images, as FLUX Kontext uses them: each base64 like `init_image`; the model sees
+    them beside the prompt (an edit of, or a subject from, each). Each is resized as stable-
+    diffusion.cpp's CLI does (its aspect kept, about the output's pixel count, sides multiples of 16).
+    Used by FLUX-family, Qwen-Image and Z-Image models (Instruct-Pix2Pix models: one); refused on
+    models that would encode them and drop them (SD1.x/2.x/XL UNets)."""
 
 
 class DiffusionProgress(Struct, kw_only=True):
