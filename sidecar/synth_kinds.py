@@ -25,6 +25,11 @@ KINDS: dict[str, SynthKind] = {
     "sd1": SynthKind(
         "synth_model", "write_synthetic_model", "an SD1.x tiny-UNet model, diffusers folder layout (PATH is a folder)"
     ),
+    "lora": SynthKind(
+        "synth_lora",
+        "write_synthetic_lora",
+        "a kohya-format rank-4 LoRA for the sd1 model, UNet and text encoder (PATH is a .safetensors file)",
+    ),
 }
 DEFAULT_KIND = "sd1"
 
