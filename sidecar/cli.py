@@ -21,6 +21,7 @@ _LIMIT_FLAGS = [
     ("--max-queue", "maxQueue", "most requests waiting on one model; past it QUEUE_FULL"),
     ("--max-models", "maxModels", "most models loaded at once"),
     ("--max-line-bytes", "maxLineBytes", "longest input line accepted"),
+    ("--max-loras", "maxLoras", "most LoRAs in one diffusion request"),
 ]
 
 

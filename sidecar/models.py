@@ -95,6 +95,13 @@ class LoadedModel:
     total_generations: int = 0
     total_images: int = 0
     total_pixels: int = 0
+    upscale_factor: int = 0
+    """Scale of the model's upscaler (attached, or the model itself); 0: none."""
+
+    @property
+    def is_upscaler(self) -> bool:
+        """An ESRGAN file loaded on its own: it takes `upscale`, not `diffusion`."""
+        return not (self.load.model_path or self.load.diffusion_model_path)
 
     async def request(
         self, message: messages.ToWorker, on_event: Callable[[messages.FromWorker], None]
@@ -112,7 +119,9 @@ class LoadedModel:
                 **exited.details(),
             ) from None
 
-    def record(self, *, generation_ms: float, steps: int, width: int, height: int, seeds: list[int]) -> DiffusionStats:
+    def record(
+        self, *, generation_ms: float, steps: int, width: int, height: int, seeds: list[int], post_process_ms: float = 0.0
+    ) -> DiffusionStats:
         images = len(seeds)
         self.total_generation_ms += generation_ms
         self.total_steps += steps * images
@@ -131,6 +140,7 @@ class LoadedModel:
             width=width,
             height=height,
             seed=seeds[0],
+            postProcessMs=post_process_ms,
         )
 
 
@@ -195,6 +205,7 @@ class ModelManager:
             model = LoadedModel(
                 model_id, load, worker, settings, reply.family, reply.size_multiple, started, elapsed_ms(started)
             )
+            model.upscale_factor = reply.upscale_factor
             self._models[model_id] = model
             self._task_group.start_soon(self._forget_if_it_dies, model, worker)
             pending.model = model

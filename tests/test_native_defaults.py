@@ -8,9 +8,12 @@ from __future__ import annotations
 import ctypes
 from typing import get_args
 
+import pytest
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 from diffusion_sidecar_protocol.types import (
+    HIRES_UPSCALERS,
     DiffusionParams,
+    HiresParams,
     LoraApplyMode,
     Prediction,
     RngType,
@@ -18,6 +21,8 @@ from diffusion_sidecar_protocol.types import (
     Scheduler,
     WeightType,
 )
+
+from sidecar.hires import DEFAULT_SCALE
 
 
 def _names(function: str, count: int) -> list[str]:
@@ -54,3 +59,17 @@ def test_value_lists_are_the_native_names_in_native_order() -> None:
 def test_weight_types_are_native_type_names() -> None:
     native = set(_names("sd_type_name", sd.GGMLType.SD_TYPE_COUNT))
     assert set(get_args(WeightType)) <= native
+
+
+def test_hires_upscalers_are_native_names_and_defaults_are_sd_hires_params_init() -> None:
+    # Native order: None, the eight named ones, Model.
+    native = _names("sd_hires_upscaler_name", len(HIRES_UPSCALERS) + 2)
+    assert native[0] == "None" and native[-1] == "Model" and list(HIRES_UPSCALERS) == native[1:-1]
+    init = sd._lib.sd_hires_params_init
+    init.argtypes, init.restype = [ctypes.POINTER(sd.sd_hires_params_t)], None
+    defaults = sd.sd_hires_params_t()
+    init(ctypes.byref(defaults))
+    ours = HiresParams()
+    assert native[defaults.upscaler] == ours.upscaler
+    assert DEFAULT_SCALE == defaults.scale and ours.steps == defaults.steps
+    assert ours.denoising_strength == pytest.approx(defaults.denoising_strength)

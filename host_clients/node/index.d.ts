@@ -50,6 +50,36 @@ export interface DiffusionClientParams {
   cache_preset?: CachePreset;
   /** A deadline from the request's arrival; past it the call rejects with `TIMEOUT`. */
   timeoutMs?: number;
+  /** LoRAs for this request only: one path (weight 1) or a list of `{ path, weight }`. */
+  lora?: string | LoraSpec[];
+  /** Upscale each image with the model's `upscalerPath` file: `true` (once) or `{ repeats }`. */
+  upscale?: boolean | UpscaleSpec;
+  /** Hires fix: a second pass at the larger size. */
+  hires?: HiresParams;
+}
+
+export interface LoraSpec {
+  path: string;
+  /** A1111's prompt-tag weight (-10..10); default 1. */
+  weight?: number;
+}
+
+export interface UpscaleSpec {
+  /** Runs of the upscaler (1-4); each multiplies the sides by its scale. */
+  repeats?: number;
+}
+
+/** Give `scale`, or `width` and `height`. */
+export interface HiresParams {
+  scale?: number;
+  width?: number;
+  height?: number;
+  /** Second-pass steps; 0: as many as the first pass. */
+  steps?: number;
+  /** Default 0.7. */
+  denoising_strength?: number;
+  /** sd-cli's names, any case (`Latent`, `Latent (nearest)`, ..., `Lanczos`, `Nearest`), or `model`. */
+  upscaler?: string;
 }
 
 /** One sampling step of one image (QVAC's `DiffusionProgressTick`, plus the image's place). */
@@ -77,6 +107,8 @@ export interface DiffusionStats {
   width: number;
   height: number;
   seed: number;
+  /** Share of `generationMs` spent upscaling after generation (`upscale`). */
+  postProcessMs: number;
 }
 
 /** The `diffusion` result as the protocol carries it (base64 PNGs); `diffusion()` decodes it. */
@@ -122,6 +154,8 @@ export interface ModelConfig {
   clipGPath?: string;
   t5xxlPath?: string;
   llmPath?: string;
+  /** An ESRGAN file attached to the model, for `upscale` and the hires fix's `model` upscaler. */
+  upscalerPath?: string;
 }
 
 export interface LoadModelParams {
@@ -148,6 +182,53 @@ export interface LoadModelResult {
   alreadyLoaded: boolean;
   /** `width` and `height` must be multiples of this. */
   sizeMultiple: number;
+  /** Scale of the model's upscaler (attached, or the model itself); 0: none. */
+  upscaleFactor: number;
+}
+
+// --- upscale -------------------------------------------------------------------------------------
+
+export interface UpscaleParams {
+  /** An upscaler model: `loadModel` of an ESRGAN file on its own. */
+  modelId: string;
+  /** The image file (PNG, JPEG, WebP, ...), base64. */
+  image: string;
+  repeats?: number;
+  timeoutMs?: number;
+}
+
+/** One tile of the upscaler finished. */
+export interface UpscaleProgress {
+  requestId: RequestId | null;
+  tile: number;
+  totalTiles: number;
+  repeat: number;
+  repeats: number;
+  elapsedMs: number;
+}
+
+export interface UpscaleStats {
+  modelLoadMs: number;
+  postProcessMs: number;
+  width: number;
+  height: number;
+  inputWidth: number;
+  inputHeight: number;
+}
+
+/** The `upscale` result as the protocol carries it; `upscale()` decodes the PNG. */
+export interface UpscaleResult {
+  output: string;
+  stats: UpscaleStats;
+}
+
+export interface UpscaleOptions {
+  modelId: string;
+  /** The image file's bytes. */
+  image: Uint8Array;
+  repeats?: number;
+  timeoutMs?: number;
+  onProgress?: (progress: UpscaleProgress) => void;
 }
 
 export interface UnloadModelParams {
@@ -195,6 +276,7 @@ export interface Limits {
   maxModels: number;
   maxLineBytes: number;
   modelsRoot: string | null;
+  maxLoras: number;
 }
 
 export interface InitializeResult {
@@ -254,6 +336,8 @@ export declare class Sidecar {
   loadModel(options: LoadModelOptions): Promise<string>;
   /** QVAC's `diffusion()`. */
   diffusion(params: DiffusionClientParams): DiffusionCall;
+  /** Upscales an image with an upscaler model: the PNG bytes and stats. Ticks carry the `requestId` to cancel. */
+  upscale(options: UpscaleOptions): Promise<{ output: Uint8Array; stats: UpscaleStats }>;
   cancel(target: { requestId: RequestId } | { modelId: string }): Promise<CancelResult>;
   unloadModel(params: UnloadModelParams): Promise<void>;
   /** Any method by name; `onNotification` gets the notifications that name this request. */

@@ -12,7 +12,10 @@ from diffusion_sidecar_protocol.types import DiffusionParams, DiffusionProgress,
 
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
+from ..loras import resolve as resolve_loras
 from ..models import LoadedModel, elapsed_ms
+from ..hires import resolve as resolve_hires
+from ..postprocess import upscale_repeats
 from ..worker import messages
 
 RANDOM_SEED_RANGE = 2**32
@@ -32,9 +35,15 @@ def check_limits(params: DiffusionParams, limits: Limits) -> None:
 
 def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits) -> None:
     """What depends on the model: the sizes it can make, the room left in its queue."""
+    if model.is_upscaler:
+        raise invalid_params("modelId", f"names an upscaler model ({model.family}); it takes `upscale`, not `diffusion`")
     for field in ("width", "height"):
         if getattr(params, field) % model.size_multiple:
             raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")
+    check_queue_room(model, limits)
+
+
+def check_queue_room(model: LoadedModel, limits: Limits) -> None:
     queued = max(len(model.gate) - 1, 0)  # the request at the head of the gate is running
     if queued >= limits.maxQueue:
         raise SidecarError(
@@ -51,6 +60,10 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     models = ctx.server.models
     model = models.get(params.modelId)
     check_fits_model(params, model, ctx.server.limits)
+    hires = await resolve_hires(params, model, ctx.server.limits)
+    size = (hires.width, hires.height) if hires else (params.width, params.height)
+    repeats = upscale_repeats(params, model, ctx.server.limits, size)
+    loras = await resolve_loras(params.lora, ctx.server.limits.maxLoras, ctx.server.limits.modelsRoot)
     ctx.active.model_id = model.model_id
     if params.timeoutMs:
         ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
@@ -70,6 +83,9 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         vae_tiling=model.settings.vae_tiling if params.vae_tiling is msgspec.UNSET else params.vae_tiling,
         cache_preset=params.cache_preset or None,
         model_name=model.settings.name,
+        loras=loras,
+        upscale_repeats=repeats,
+        hires=hires,
     )
     images: list[messages.Image] = []
     # A cancel or timeout answers with the images already finished (dispatch adds these).
@@ -103,7 +119,12 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
     stats = model.record(
-        generation_ms=generation_ms, steps=params.steps, width=images[0].width, height=images[0].height, seeds=seeds
+        generation_ms=generation_ms,
+        steps=params.steps + (hires.sampling_steps if hires else 0),
+        width=images[0].width,
+        height=images[0].height,
+        seeds=seeds,
+        post_process_ms=round(sum(image.post_process_ms for image in images), 3),
     )
     return DiffusionResult(outputs=ctx.active.partial["outputs"], seeds=seeds, stats=stats)
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import stable_diffusion_cpp
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 
-from . import messages
+from . import hires, lora, messages
+from .upscaler import NativeUpscaler
 
 _lib = sd._lib
 _libc = ctypes.CDLL(None)  # frees what the native library malloc'ed for us
@@ -154,6 +155,10 @@ class NativeModel:
         # A UNet halves the latent three times and the VAE scales by 8: the library rounds other
         # sizes up to a multiple of 64 (silently, as far as the caller can see).
         self.size_multiple = 64 if is_unet else 8
+        # An ESRGAN file attached at load shares this model's process-global native hooks.
+        self.upscaler = (
+            NativeUpscaler(load.upscaler_path, load.n_threads, self._log, self._progress) if load.upscaler_path else None
+        )
 
     def resolve_sampling(self, sampling_method: str | None, scheduler: str | None) -> tuple[int, int]:
         """The method and scheduler a generation will use: the caller's, else the model's defaults."""
@@ -195,7 +200,13 @@ class NativeModel:
         if job.cache_preset:
             params.cache.mode = self._cache_mode
             params.cache.reuse_threshold = CACHE_THRESHOLDS[self._cache_mode][job.cache_preset]
-        self._progress.listener = _SamplingSteps(on_step)
+        loras = lora.attach(params, job.loras)  # noqa: F841 - owns what params points at during the call
+        hires_paths = hires.attach(params, job.hires, self.upscaler)  # noqa: F841 - the same
+        self._progress.listener = (
+            _SamplingSteps(on_step)
+            if job.hires is None
+            else hires.TwoPassSteps(on_step, job.steps, job.hires.sampling_steps)
+        )
         try:
             images = sd.generate_image(self._ctx, ctypes.byref(params))
         finally:
@@ -211,6 +222,11 @@ class NativeModel:
         finally:
             _free_image_data(ctypes.cast(image.data, ctypes.c_void_p))
             _free_image_data(ctypes.cast(images, ctypes.c_void_p))
+
+
+def load_upscaler(load: messages.Load, log_level: str) -> NativeUpscaler:
+    """An upscaler model: an ESRGAN file loaded on its own."""
+    return NativeUpscaler(load.upscaler_path, load.n_threads, _NativeLog(LOG_LEVELS[log_level]), _Progress())
 
 
 class _SamplingSteps:

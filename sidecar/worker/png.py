@@ -7,8 +7,12 @@ the prompt, a `Negative prompt:` line when there is one, then one line of `Key: 
 from __future__ import annotations
 
 import io
+import json
+from collections.abc import Mapping
 
 from PIL import Image, PngImagePlugin
+
+from . import messages
 
 # zlib level 1 is several times faster than Pillow's default 6 for a few percent more bytes
 # (bench/output.py measures every level): the encode must stay small next to a fast GPU's
@@ -28,7 +32,9 @@ def parameters_text(
     width: int,
     height: int,
     model: str,
+    extra: Mapping[str, object] = {},
 ) -> str:
+    """`extra`: further `Key: value` pairs after `Model`, in A1111's order (see `a1111_quote`)."""
     lines = [prompt]
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
@@ -40,9 +46,27 @@ def parameters_text(
         "Seed": seed,
         "Size": f"{width}x{height}",
         "Model": model,
+        **extra,
     }
-    lines.append(", ".join(f"{key}: {value}" for key, value in fields.items()))
+    lines.append(", ".join(f"{key}: {a1111_quote(str(value))}" for key, value in fields.items()))
     return "\n".join(lines)
+
+
+def a1111_quote(value: str) -> str:
+    """A value as A1111 writes it: JSON-quoted when it holds a separator its reader splits on."""
+    return json.dumps(value, ensure_ascii=False) if any(c in value for c in ",:\n") else value
+
+
+def lora_tags(loras: list[messages.Lora]) -> str:
+    """The prompt tags A1111 would have needed for these LoRAs, so the prompt reproduces there."""
+    return "".join(f" <lora:{lora.name}:{lora.weight:g}>" for lora in loras)
+
+
+def lora_fields(loras: list[messages.Lora]) -> dict[str, str]:
+    """`Lora hashes`, which sites that read the parameters use to link each LoRA."""
+    if not loras:
+        return {}
+    return {"Lora hashes": ", ".join(f"{lora.name}: {lora.short_hash}" for lora in loras)}
 
 
 def encode_png(

@@ -25,6 +25,13 @@ const DECLARED = {
   InitializeResult: ["methods/initialize.result.json", "InitializeResult"],
   BackendInfo: ["methods/initialize.result.json", "BackendInfo"],
   Limits: ["methods/initialize.result.json", "Limits"],
+  LoraSpec: ["methods/diffusion.params.json", "LoraSpec"],
+  UpscaleSpec: ["methods/diffusion.params.json", "UpscaleSpec"],
+  HiresParams: ["methods/diffusion.params.json", "HiresParams"],
+  UpscaleParams: ["methods/upscale.params.json", "UpscaleParams"],
+  UpscaleResult: ["methods/upscale.result.json", "UpscaleResult"],
+  UpscaleStats: ["methods/upscale.result.json", "UpscaleStats"],
+  UpscaleProgress: ["notifications/upscale.progress.json", "UpscaleProgress"],
 };
 // The client sends these itself and exposes no type for them: `shutdown` and `exit` take no
 // params, and cancelling goes through `cancel()`, not the LSP notification.

@@ -1,6 +1,12 @@
 """Python host client for diffusion-sidecar: spawn it, load models, generate images."""
 
-from diffusion_sidecar_protocol.types import DiffusionProgress, DiffusionStats, LoadModelProgress
+from diffusion_sidecar_protocol.types import (
+    DiffusionProgress,
+    DiffusionStats,
+    LoadModelProgress,
+    UpscaleProgress,
+    UpscaleStats,
+)
 
 from .client import DiffusionCall, Sidecar, SidecarError, SidecarExited, default_command
 from .sync import SyncSidecar
@@ -14,5 +20,7 @@ __all__ = [
     "SidecarError",
     "SidecarExited",
     "SyncSidecar",
+    "UpscaleProgress",
+    "UpscaleStats",
     "default_command",
 ]

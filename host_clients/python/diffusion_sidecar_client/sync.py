@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from diffusion_sidecar_protocol.types import DiffusionProgress, DiffusionStats
+from diffusion_sidecar_protocol.types import DiffusionProgress, DiffusionStats, UpscaleProgress, UpscaleStats
 
 from .client import Sidecar
 
@@ -42,6 +42,12 @@ class SyncSidecar:
             return await call.outputs, await call.stats
 
         return self._run(run())
+
+    def upscale(
+        self, model_id: str, image: bytes, *, on_progress: Callable[[UpscaleProgress], None] | None = None, **params: Any
+    ) -> tuple[bytes, UpscaleStats]:
+        """Upscale an image file's bytes; `on_progress` is called (in the client's thread) for each tile."""
+        return self._run(self._sidecar.upscale(model_id, image, on_progress=on_progress, **params))
 
     def unload_model(self, model_id: str) -> None:
         self._run(self._sidecar.unload_model(model_id))
