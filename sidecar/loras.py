@@ -20,7 +20,6 @@ import msgspec
 from diffusion_sidecar_protocol.types import LoraSpec
 
 from .errors import invalid_params, limit_exceeded
-from .handlers.load_model import checked_file
 from .worker import messages
 
 # A safetensors header longer than this is not a LoRA's (the format itself caps it at 100 MB).
@@ -44,26 +43,32 @@ async def resolve(lora: str | list[LoraSpec] | msgspec.UnsetType, max_loras: int
     specs = requested(lora)
     if len(specs) > max_loras:
         raise limit_exceeded("lora", "maxLoras", max_loras, len(specs))
-    if not specs:
-        return []
-    return await anyio.to_thread.run_sync(_resolve_all, specs, root)
-
-
-def _resolve_all(specs: list[tuple[str, LoraSpec]], root: str | None) -> list[messages.Lora]:
     loras: list[messages.Lora] = []
     for field, spec in specs:
-        # TODO(lead): issue 11's reusable path check (regular files only) replaces checked_file here.
-        path = checked_file(field, spec.path, root)
+        path = await _checked_file(field, spec.path, root)
         if any(lora.path == path for lora in loras):
             raise invalid_params(field, "names a file already in the list (give it one weight instead)")
-        stat = os.stat(path)
-        try:
-            short_hash = _short_hash(path, stat.st_size, stat.st_mtime_ns)
-        except NotALora as error:
-            raise invalid_params(field, str(error)) from None
+        short_hash = await anyio.to_thread.run_sync(_identified, field, path)
         name = os.path.splitext(os.path.basename(path))[0].replace(":", "").replace(",", "")
         loras.append(messages.Lora(path=path, weight=spec.weight, name=name, short_hash=short_hash))
     return loras
+
+
+async def _checked_file(field: str, value: str, root: str | None) -> str:
+    # TODO(lead): `await paths.checked_file(field, value, root)` once issue 11's sidecar/paths.py
+    # lands (regular files only, off the event loop); until then loadModel's check, in a thread.
+    from .handlers.load_model import checked_file
+
+    return await anyio.to_thread.run_sync(checked_file, field, value, root)
+
+
+def _identified(field: str, path: str) -> str:
+    """The LoRA's short hash, or an error naming `field` when the file cannot be a LoRA."""
+    stat = os.stat(path)
+    try:
+        return _short_hash(path, stat.st_size, stat.st_mtime_ns)
+    except NotALora as error:
+        raise invalid_params(field, str(error)) from None
 
 
 class NotALora(Exception):

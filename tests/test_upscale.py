@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from io import BytesIO
-from pathlib import Path
 
 import pytest
 from PIL import Image

@@ -13,7 +13,7 @@ from diffusion_sidecar_protocol.types import DiffusionParams, DiffusionProgress,
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
 from ..loras import resolve as resolve_loras
-from ..models import LoadedModel, elapsed_ms
+from ..models import LoadedModel
 from ..hires import resolve as resolve_hires
 from ..postprocess import upscale_repeats
 from ..worker import messages
@@ -107,15 +107,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
             ctx.active.partial["outputs"].append(_base64(event.png))
             ctx.active.partial["seeds"].append(event.seed)
 
-    async with model.gate.ticket():
-        ctx.active.running = True
-        started = time.monotonic()
-        try:
-            outcome = await model.request(job, on_event)
-        except anyio.get_cancelled_exc_class():
-            models.abandon_running_request(model)
-            raise
-        generation_ms = elapsed_ms(started)
+    outcome, generation_ms = await ctx.run_on(model, job, on_event)
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
     stats = model.record(

@@ -10,7 +10,6 @@ from diffusion_sidecar_protocol.types import Limits, UpscaleParams, UpscaleProgr
 
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params
-from ..models import elapsed_ms
 from ..postprocess import check_output_pixels
 from ..worker import messages
 from .diffusion import check_queue_room
@@ -44,15 +43,7 @@ async def handle(params: UpscaleParams, ctx: RequestContext) -> UpscaleResult:
             )
             ctx.notify("upscale/progress", tick)
 
-    async with model.gate.ticket():
-        ctx.active.running = True
-        started = time.monotonic()
-        try:
-            outcome = await model.request(job, on_event)
-        except anyio.get_cancelled_exc_class():
-            models.abandon_running_request(model)
-            raise
-        post_process_ms = elapsed_ms(started)
+    outcome, post_process_ms = await ctx.run_on(model, job, on_event)
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Upscaling failed: {outcome.reason}", reason=outcome.reason)
     assert isinstance(outcome, messages.Upscaled)

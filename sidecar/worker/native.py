@@ -200,8 +200,8 @@ class NativeModel:
         if job.cache_preset:
             params.cache.mode = self._cache_mode
             params.cache.reuse_threshold = CACHE_THRESHOLDS[self._cache_mode][job.cache_preset]
-        loras = lora.attach(params, job.loras)  # noqa: F841 - owns what params points at during the call
-        hires_paths = hires.attach(params, job.hires, self.upscaler)  # noqa: F841 - the same
+        # What params points at (LoRA paths, the hires upscaler's path) lives as long as this does.
+        pointed_at = (lora.attach(params, job.loras), hires.attach(params, job.hires, self.upscaler))
         self._progress.listener = (
             _SamplingSteps(on_step)
             if job.hires is None
@@ -211,6 +211,7 @@ class NativeModel:
             images = sd.generate_image(self._ctx, ctypes.byref(params))
         finally:
             self._progress.listener = None
+        del pointed_at
         if not images:
             raise self._log.failure("the native library returned no image")
         image = images[0]
