@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from diffusion_sidecar_client import Sidecar, default_command
+
 from sidecar.synth_kinds import write
 
 from .common import Row, interleaved, ms_since, summary
@@ -39,7 +40,9 @@ async def measure(model: str) -> dict:
                     loras = {"none": None, "one": first, "switching": (first, second)[switch[model_id] % 2]}[lora]
                     switch[model_id] += lora == "switching"
                     started = time.perf_counter()
-                    await sidecar.diffusion(modelId=model_id, steps=steps, **JOB, **({"lora": loras} if loras else {})).outputs
+                    await sidecar.diffusion(
+                        modelId=model_id, steps=steps, **JOB, **({"lora": loras} if loras else {})
+                    ).outputs
                     return ms_since(started)
 
                 return run
@@ -58,11 +61,20 @@ async def measure(model: str) -> dict:
             extra = {steps: medians[f"{mode} {lora} {steps}"] - medians[f"{mode} none {steps}"] for steps in STEPS}
             per_step = (extra[STEPS[1]] - extra[STEPS[0]]) / (STEPS[1] - STEPS[0])
             figures[f"{mode} {lora}"] = {
-                "ratio": {steps: round(medians[f"{mode} {lora} {steps}"] / medians[f"{mode} none {steps}"], 3) for steps in STEPS},
+                "ratio": {
+                    steps: round(medians[f"{mode} {lora} {steps}"] / medians[f"{mode} none {steps}"], 3)
+                    for steps in STEPS
+                },
                 "per_request_ms": round(extra[STEPS[0]] - per_step * STEPS[0], 1),
                 "per_step_ms": round(per_step, 1),
             }
-    return {"unit": "ms", "job": JOB, "steps": STEPS, "times": {n: summary(v) for n, v in times.items()}, "cost": figures}
+    return {
+        "unit": "ms",
+        "job": JOB,
+        "steps": STEPS,
+        "times": {n: summary(v) for n, v in times.items()},
+        "cost": figures,
+    }
 
 
 def rows(result: dict) -> list[Row]:

@@ -30,7 +30,9 @@ async def resolve(params: DiffusionParams, model: LoadedModel, limits: Limits) -
         return None
     hires = params.hires
     upscaler = _native_upscaler(hires.upscaler, model)
-    if upscaler == NATIVE_MODEL_UPSCALER and not await anyio.to_thread.run_sync(os.path.isfile, model.load.upscaler_path):
+    if upscaler == NATIVE_MODEL_UPSCALER and not await anyio.to_thread.run_sync(
+        os.path.isfile, model.load.upscaler_path
+    ):
         raise invalid_params("hires.upscaler", f"`model`: the upscaler file is gone ({model.load.upscaler_path})")
     width, height = _target_size(hires, params.width, params.height)
     for field, side in (("width", width), ("height", height)):
@@ -55,7 +57,9 @@ async def resolve(params: DiffusionParams, model: LoadedModel, limits: Limits) -
 def _native_upscaler(name: str, model: LoadedModel) -> str:
     if name.lower() == HIRES_MODEL_UPSCALER:
         if not model.upscale_factor:
-            raise invalid_params("hires.upscaler", "`model` needs an upscaler attached at load (modelConfig.upscalerPath)")
+            raise invalid_params(
+                "hires.upscaler", "`model` needs an upscaler attached at load (modelConfig.upscalerPath)"
+            )
         return NATIVE_MODEL_UPSCALER
     if name.lower() not in _NATIVE_NAMES:
         choices = ", ".join([*HIRES_UPSCALERS, HIRES_MODEL_UPSCALER])

@@ -38,7 +38,9 @@ def requested(lora: str | list[LoraSpec] | msgspec.UnsetType) -> list[tuple[str,
     return [(f"lora[{index}].path", spec) for index, spec in enumerate(lora)]
 
 
-async def resolve(lora: str | list[LoraSpec] | msgspec.UnsetType, max_loras: int, root: str | None) -> list[messages.Lora]:
+async def resolve(
+    lora: str | list[LoraSpec] | msgspec.UnsetType, max_loras: int, root: str | None
+) -> list[messages.Lora]:
     """The request's LoRAs, checked like model files; file system work runs off the event loop."""
     specs = requested(lora)
     if len(specs) > max_loras:

@@ -11,9 +11,9 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+from diffusion_sidecar_client import Sidecar, SidecarError
 from PIL import Image
 
-from diffusion_sidecar_client import Sidecar, SidecarError
 from sidecar.synth_kinds import write
 
 pytestmark = pytest.mark.anyio
@@ -145,7 +145,9 @@ async def test_bad_lora_files_are_refused_before_work(
     text = tmp_path / "notes.txt"
     text.write_text("not a LoRA")
     assert "must be one of" in (await _refused(sidecar, model_id, str(text))).data["rule"]
-    not_a_lora = await _refused(sidecar, model_id, str(Path(synthetic_model) / "vae/diffusion_pytorch_model.safetensors"))
+    not_a_lora = await _refused(
+        sidecar, model_id, str(Path(synthetic_model) / "vae/diffusion_pytorch_model.safetensors")
+    )
     assert "must be a LoRA file" in not_a_lora.data["rule"]
     twice = await _refused(sidecar, model_id, [{"path": lora}, {"path": lora, "weight": 0.5}])
     assert twice.data["field"] == "lora[1].path" and "already in the list" in twice.data["rule"]

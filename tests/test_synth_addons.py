@@ -27,7 +27,9 @@ def test_lora_is_kohya_rank_4_over_unet_and_text_encoder_and_deterministic(tmp_p
     header = _header(path)
     assert len(header) == 540 and path.stat().st_size < 3.5e6
     modules = {name.split(".")[0] for name in header}  # kohya module names hold no dots
-    assert sum(m.startswith("lora_unet_") for m in modules) == 108 and sum(m.startswith("lora_te_") for m in modules) == 72
+    assert (
+        sum(m.startswith("lora_unet_") for m in modules) == 108 and sum(m.startswith("lora_te_") for m in modules) == 72
+    )
     assert header["lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight"]["shape"] == [4, 320, 1, 1]
     assert header["lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight"]["shape"] == [3072, 4]
     assert sum(math.prod(entry["shape"]) for entry in header.values()) == 1579188

@@ -8,9 +8,9 @@ import base64
 from io import BytesIO
 
 import pytest
+from diffusion_sidecar_client import Sidecar, SidecarError
 from PIL import Image
 
-from diffusion_sidecar_client import Sidecar, SidecarError
 from sidecar.synth_kinds import write
 
 pytestmark = pytest.mark.anyio
@@ -156,7 +156,9 @@ async def test_hires_fix_with_a_latent_upscaler(sidecar: Sidecar, attached) -> N
     assert [(t.step, t.totalSteps) for t in ticks] == [(1, 3), (2, 3), (3, 3)]
     settings = image.text["parameters"].split("\n")[-1]
     assert "Size: 64x64" in settings
-    assert settings.endswith("Denoising strength: 0.5, Hires upscale: 2, Hires steps: 1, Hires upscaler: Latent (nearest)")
+    assert settings.endswith(
+        "Denoising strength: 0.5, Hires upscale: 2, Hires steps: 1, Hires upscaler: Latent (nearest)"
+    )
 
 
 async def test_hires_fix_with_the_attached_model_upscaler(sidecar: Sidecar, attached) -> None:

@@ -12,9 +12,9 @@ from diffusion_sidecar_protocol.types import DiffusionParams, DiffusionProgress,
 
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
+from ..hires import resolve as resolve_hires
 from ..loras import resolve as resolve_loras
 from ..models import LoadedModel
-from ..hires import resolve as resolve_hires
 from ..postprocess import upscale_repeats
 from ..worker import messages
 

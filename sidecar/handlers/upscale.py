@@ -28,7 +28,9 @@ async def handle(params: UpscaleParams, ctx: RequestContext) -> UpscaleResult:
     check_output_pixels("image", (width, height), model.upscale_factor**params.repeats, limits)
     ctx.active.model_id = model.model_id
     if params.timeoutMs:
-        ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
+        ctx.active.scope.deadline = (
+            anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
+        )
     job = messages.Upscale(rgb=rgb, width=width, height=height, repeats=params.repeats)
 
     def on_event(event: messages.FromWorker) -> None:

@@ -55,6 +55,10 @@ def png_fields(hires: messages.Hires | None) -> dict[str, str]:
     """A1111's hires-fix fields."""
     if hires is None:
         return {}
-    size = {"Hires upscale": f"{hires.scale:g}"} if hires.scale is not None else {"Hires resize": f"{hires.width}x{hires.height}"}
+    size = (
+        {"Hires upscale": f"{hires.scale:g}"}
+        if hires.scale is not None
+        else {"Hires resize": f"{hires.width}x{hires.height}"}
+    )
     steps = {"Hires steps": str(hires.steps)} if hires.steps else {}
     return {"Denoising strength": f"{hires.denoising_strength:g}", **size, **steps, "Hires upscaler": hires.upscaler}

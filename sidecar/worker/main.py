@@ -83,7 +83,7 @@ def run(log_level: str) -> None:
                 pipe.send(messages.Failed(str(error)))
 
 
-def _load(request: messages.Load, log_level: str, pipe: _Pipe):  # noqa: ANN202 - a native model of either kind
+def _load(request: messages.Load, log_level: str, pipe: _Pipe) -> object:
     """A diffusion model (with its upscaler, if one is attached), or an ESRGAN file alone."""
     from . import native
 

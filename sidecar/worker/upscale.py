@@ -13,7 +13,11 @@ from .upscaler import NativeUpscaler
 
 def upscale(upscaler: NativeUpscaler, job: messages.Upscale, send: Callable[[msgspec.Struct], None]) -> None:
     rgb, width, height = upscaler.run(
-        job.rgb, job.width, job.height, job.repeats, lambda repeat, tile, tiles: send(messages.UpscaleTick(repeat, tile, tiles))
+        job.rgb,
+        job.width,
+        job.height,
+        job.repeats,
+        lambda repeat, tile, tiles: send(messages.UpscaleTick(repeat, tile, tiles)),
     )
     fields = {"Size": f"{width}x{height}", **upscaler.png_fields(job.repeats)}
     parameters = ", ".join(f"{key}: {a1111_quote(value)}" for key, value in fields.items())

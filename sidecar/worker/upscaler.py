@@ -46,7 +46,9 @@ class NativeUpscaler:
         self.name = Path(path).stem
         """What the PNG parameters call it (A1111 names upscalers by file stem too)."""
 
-    def upscale(self, rgb: bytes, width: int, height: int, on_tile: Callable[[int, int], None]) -> tuple[bytes, int, int]:
+    def upscale(
+        self, rgb: bytes, width: int, height: int, on_tile: Callable[[int, int], None]
+    ) -> tuple[bytes, int, int]:
         """One run of the upscaler over 3-channel pixels, reporting each tile; the result's pixels and size."""
         if len(rgb) != width * height * 3:
             raise self._log.failure(f"the upscaler takes 3-channel pixels: {len(rgb)} bytes is not {width}x{height}x3")
