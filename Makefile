@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 BUILD_TOOLS := $(VENV)/.build-tools
 BINARY := dist/diffusion-sidecar
 
-.PHONY: install demo test bench schemas binary clean
+.PHONY: install demo test bench schemas binary packages clean
 
 # pip keeps the compiled stable-diffusion.cpp wheel in its cache: only the first install builds it.
 $(INSTALLED): pyproject.toml host_clients/python/pyproject.toml
@@ -44,6 +44,13 @@ $(BINARY): $(BUILD_TOOLS) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*.json 
 	touch $@
 
 binary: $(BINARY)
+
+# What a host installs instead of this repository, beside the binary: the Python client's wheel
+# (pure Python, needs only msgspec) and the Node client's tarball. `./`: npm reads a bare a/b as a
+# GitHub repository.
+packages: $(INSTALLED)
+	$(PY) -m pip wheel --quiet --no-deps host_clients/python -w dist
+	npm pack --silent --pack-destination dist ./host_clients/node
 
 clean:
 	rm -rf $(VENV) out build/dist build/work dist

@@ -1,3 +1,5 @@
 """diffusion-sidecar: local image generation behind newline-delimited JSON-RPC on stdio."""
 
-__version__ = "0.1.0"
+from diffusion_sidecar_protocol import __version__
+
+__all__ = ["__version__"]

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from diffusion_sidecar_protocol import PROTOCOL_VERSION
 from diffusion_sidecar_protocol import types as protocol
 
 from .errors import ERROR_CODES
 from .handlers import METHODS
-from .handlers.initialize import PROTOCOL_VERSION
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 OPENRPC_VERSION = "1.3.2"

@@ -310,13 +310,35 @@ export declare class SidecarExitedError extends SidecarError {
   signal: NodeJS.Signals | null;
 }
 
+/** The sidecar speaks another major version of the protocol (code -32098, `dataCode` PROTOCOL_MISMATCH). */
+export declare class ProtocolMismatchError extends SidecarError {
+  /** What the sidecar reported; undefined if it reported none. */
+  protocolVersion: string | undefined;
+  serverVersion: string | undefined;
+}
+
+/** No command was given and none was found; `tried` lists every place looked at, in order. */
+export declare class SidecarNotFoundError extends Error {
+  code: "SIDECAR_NOT_FOUND";
+  tried: string[];
+}
+
+/** The protocol version this client speaks (`major.minor`); a sidecar of another major version is refused. */
+export declare const PROTOCOL_VERSION: string;
+
+/** The environment variable naming the sidecar's executable: "DIFFUSION_SIDECAR". */
+export declare const ENV_VAR: "DIFFUSION_SIDECAR";
+
+/** The sidecar startSidecar() runs when given no command: `DIFFUSION_SIDECAR`, else `diffusion-sidecar` on PATH. */
+export declare function findSidecar(env?: Record<string, string | undefined>): string;
+
 export interface SidecarExit {
   code: number | null;
   signal: NodeJS.Signals | null;
 }
 
 export interface StartOptions {
-  /** Default: `diffusion-sidecar` on PATH. Any command that speaks the protocol will do. */
+  /** Default: `findSidecar()` (`DIFFUSION_SIDECAR`, else `diffusion-sidecar` on PATH). Any command that speaks the protocol will do. */
   command?: string;
   args?: string[];
   /** Added to this process's environment. */
@@ -331,6 +353,9 @@ export declare class Sidecar {
   readonly pid: number;
   /** Resolves once the sidecar process has ended, whatever the reason. */
   readonly exited: Promise<SidecarExit>;
+  /** The sidecar's version and protocol version, as `initialize` reported them at start. */
+  readonly serverVersion: string;
+  readonly protocolVersion: string;
   initialize(params?: InitializeParams): Promise<InitializeResult>;
   /** Resolves to the model's id. */
   loadModel(options: LoadModelOptions): Promise<string>;
@@ -346,5 +371,5 @@ export declare class Sidecar {
   close(options?: { timeoutMs?: number }): Promise<number | null>;
 }
 
-/** Spawns the sidecar; resolves once it runs. */
+/** Spawns the sidecar; resolves once it has answered `initialize` with a compatible protocol version. */
 export declare function startSidecar(options?: StartOptions): Promise<Sidecar>;

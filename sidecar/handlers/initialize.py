@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import get_args
 
+from diffusion_sidecar_protocol import PROTOCOL_VERSION
 from diffusion_sidecar_protocol.types import (
     CachePreset,
     InitializeParams,
@@ -15,8 +16,6 @@ from diffusion_sidecar_protocol.types import (
 
 from .. import __version__
 from ..context import Method, RequestContext
-
-PROTOCOL_VERSION = "1.0"
 
 
 async def handle(params: InitializeParams, ctx: RequestContext) -> InitializeResult:

@@ -19,3 +19,19 @@ export class SidecarExitedError extends SidecarError {
     this.signal = signal;
   }
 }
+
+/** The sidecar speaks another major version of the protocol than this client: `startSidecar` refuses it. */
+export class ProtocolMismatchError extends SidecarError {
+  constructor(protocolVersion, serverVersion, clientProtocolVersion) {
+    super(
+      -32098,
+      `The sidecar (diffusion-sidecar ${serverVersion ?? "?"}) speaks protocol ${protocolVersion ?? "?"}, ` +
+        `this client speaks ${clientProtocolVersion}: their major versions must match. ` +
+        "Install the client and the sidecar of one release.",
+      { code: "PROTOCOL_MISMATCH", protocolVersion, serverVersion, clientProtocolVersion },
+    );
+    this.name = "ProtocolMismatchError";
+    this.protocolVersion = protocolVersion;
+    this.serverVersion = serverVersion;
+  }
+}

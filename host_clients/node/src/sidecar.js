@@ -1,27 +1,42 @@
 import { spawn } from "node:child_process";
 
 import { diffusionCall } from "./diffusion.js";
-import { SidecarError, SidecarExitedError } from "./errors.js";
+import { findSidecar } from "./discovery.js";
+import { ProtocolMismatchError, SidecarError, SidecarExitedError } from "./errors.js";
 import { LineSplitter } from "./lines.js";
+import { PROTOCOL_VERSION, compatible } from "./protocol.js";
 
-export const DEFAULT_COMMAND = "diffusion-sidecar";
 const CLOSE_TIMEOUT_MS = 10_000;
 
 /**
- * Spawns the sidecar (`diffusion-sidecar` on PATH unless told otherwise) and resolves once the
- * process runs. The sidecar's log (its stderr) goes to ours unless `stderr` says otherwise.
+ * Spawns the sidecar and resolves once it has answered `initialize` with a protocol version of
+ * this client's major version. With no `command`, `findSidecar()` finds it (looking at `env` over
+ * this process's environment). The sidecar's log (its stderr) goes to ours unless `stderr` says
+ * otherwise. Rejects with SidecarNotFoundError, or ProtocolMismatchError (after ending the sidecar).
  */
-export async function startSidecar({ command = DEFAULT_COMMAND, args = [], env, stderr = "inherit" } = {}) {
-  const child = spawn(command, args, {
+export async function startSidecar({ command, args = [], env, stderr = "inherit" } = {}) {
+  const environment = env ? { ...process.env, ...env } : process.env;
+  const child = spawn(command ?? findSidecar(environment), args, {
     stdio: ["pipe", "pipe", stderr],
-    env: env ? { ...process.env, ...env } : process.env,
+    env: environment,
     windowsHide: true,
   });
   await new Promise((resolve, reject) => {
     child.once("spawn", resolve);
     child.once("error", reject);
   });
-  return new Sidecar(child);
+  const sidecar = new Sidecar(child);
+  try {
+    const { serverVersion, protocolVersion } = (await sidecar.initialize()) ?? {};
+    if (!compatible(protocolVersion)) throw new ProtocolMismatchError(protocolVersion, serverVersion, PROTOCOL_VERSION);
+    sidecar.serverVersion = serverVersion;
+    sidecar.protocolVersion = protocolVersion;
+  } catch (error) {
+    child.kill(); // SIGTERM: it shuts down as on end of input
+    await sidecar.exited;
+    throw error;
+  }
+  return sidecar;
 }
 
 export class Sidecar {
@@ -33,6 +48,10 @@ export class Sidecar {
 
   /** Resolves with `{ code, signal }` once the sidecar process has ended, for whatever reason. */
   exited;
+
+  /** The sidecar's version and its protocol version, as `initialize` reported them at start. */
+  serverVersion;
+  protocolVersion;
 
   constructor(child) {
     this.#child = child;

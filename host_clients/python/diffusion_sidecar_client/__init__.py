@@ -1,5 +1,6 @@
 """Python host client for diffusion-sidecar: spawn it, load models, generate images."""
 
+from diffusion_sidecar_protocol import PROTOCOL_VERSION, __version__
 from diffusion_sidecar_protocol.types import (
     DiffusionProgress,
     DiffusionStats,
@@ -8,19 +9,24 @@ from diffusion_sidecar_protocol.types import (
     UpscaleStats,
 )
 
-from .client import DiffusionCall, Sidecar, SidecarError, SidecarExited, default_command
+from .client import DiffusionCall, ProtocolMismatch, Sidecar, SidecarError, SidecarExited
+from .discovery import SidecarNotFound, default_command
 from .sync import SyncSidecar
 
 __all__ = [
+    "PROTOCOL_VERSION",
     "DiffusionCall",
     "DiffusionProgress",
     "DiffusionStats",
     "LoadModelProgress",
+    "ProtocolMismatch",
     "Sidecar",
     "SidecarError",
     "SidecarExited",
+    "SidecarNotFound",
     "SyncSidecar",
     "UpscaleProgress",
     "UpscaleStats",
+    "__version__",
     "default_command",
 ]

@@ -6,12 +6,12 @@ import asyncio
 import base64
 import itertools
 import os
-import shutil
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import IO, Any
 
 import msgspec
+from diffusion_sidecar_protocol import PROTOCOL_VERSION, __version__
 from diffusion_sidecar_protocol.types import (
     CancelResult,
     DiffusionProgress,
@@ -24,6 +24,8 @@ from diffusion_sidecar_protocol.types import (
     UpscaleResult,
     UpscaleStats,
 )
+
+from .discovery import default_command
 
 # Image responses are large single lines; the default 64 KiB line limit of asyncio would refuse them.
 LINE_LIMIT = 1 << 30
@@ -47,10 +49,35 @@ class SidecarExited(SidecarError):
         super().__init__(-32099, f"The sidecar exited (status {returncode}) before answering", {"code": "SIDECAR_EXITED"})
 
 
-def default_command() -> list[str]:
-    """The installed `diffusion-sidecar` command, else this interpreter's `python -m sidecar`."""
-    installed = shutil.which("diffusion-sidecar")
-    return [installed] if installed else [sys.executable, "-m", "sidecar"]
+class ProtocolMismatch(SidecarError):
+    """The sidecar speaks another major version of the protocol than this client: `start` refuses it."""
+
+    def __init__(self, protocol_version: str, server_version: str) -> None:
+        super().__init__(
+            -32098,
+            f"The sidecar (diffusion-sidecar {server_version or '?'}) speaks protocol {protocol_version or '?'}, "
+            f"this client (diffusion-sidecar-client {__version__}) speaks {PROTOCOL_VERSION}: their major versions "
+            "must match. Install the client and the sidecar of one release.",
+            {
+                "code": "PROTOCOL_MISMATCH",
+                "protocolVersion": protocol_version,
+                "serverVersion": server_version,
+                "clientProtocolVersion": PROTOCOL_VERSION,
+            },
+        )
+        self.protocol_version = protocol_version
+        self.server_version = server_version
+
+
+def _major(version: str) -> str:
+    return version.split(".", 1)[0]
+
+
+class _Handshake(msgspec.Struct):
+    """What the version check reads of `initialize`: lenient, as another major version may differ in the rest."""
+
+    serverVersion: str = ""
+    protocolVersion: str = ""
 
 
 class _Call:
@@ -129,6 +156,11 @@ class DiffusionCall:
 class Sidecar:
     """A running sidecar process. Start with `await Sidecar.start()`; end with `await close()`."""
 
+    server_version: str
+    """The sidecar's version, as `initialize` reported it when the client started."""
+    protocol_version: str
+    """The protocol version the sidecar speaks (`initialize`): the same major version as this client's."""
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self._process = process
         self._ids = itertools.count(1)
@@ -143,17 +175,42 @@ class Sidecar:
         env: Mapping[str, str] | None = None,
         stderr: IO[Any] | int | None = None,
     ) -> Sidecar:
-        """Spawn the sidecar (`default_command()` unless told otherwise); its stderr is ours by default."""
-        argv = list(command) if command else default_command()
+        """Spawn the sidecar and check its protocol version (`initialize`); its stderr is ours by default.
+
+        With no `command`, `default_command()` finds it (looking at `env` over this process's
+        environment). Raises `SidecarNotFound` when there is none, `ProtocolMismatch` (after ending
+        it) when it speaks another major version of the protocol.
+        """
+        environment = {**os.environ, **env} if env else None
+        argv = list(command) if command else default_command(environment)
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
-            env={**os.environ, **env} if env else None,
+            env=environment,
             limit=LINE_LIMIT,
         )
-        return cls(process)
+        sidecar = cls(process)
+        try:
+            await sidecar._handshake()
+        except BaseException:
+            await sidecar._abandon()
+            raise
+        return sidecar
+
+    async def _handshake(self) -> None:
+        reported = msgspec.json.decode(await self.request("initialize", {}), type=_Handshake)
+        self.server_version, self.protocol_version = reported.serverVersion, reported.protocolVersion
+        if _major(reported.protocolVersion) != _major(PROTOCOL_VERSION):
+            raise ProtocolMismatch(reported.protocolVersion, reported.serverVersion)
+
+    async def _abandon(self) -> None:
+        """End a sidecar this client will not use (SIGTERM: it shuts down as on end of input)."""
+        if self._process.returncode is None:
+            self._process.terminate()
+        await self._process.wait()
+        await self._reader
 
     @property
     def pid(self) -> int:
