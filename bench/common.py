@@ -7,7 +7,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from sidecar.synth_model import default_cache_dir, write_synthetic_model
 
@@ -79,16 +79,19 @@ def ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+T = TypeVar("T")
+
+
 async def interleaved(
-    rounds: int, contenders: dict[str, Callable[[], Awaitable[float]]], warm_up: int = 1
-) -> dict[str, list[float]]:
-    """Run each contender once per round and keep what it returns (a time).
+    rounds: int, contenders: dict[str, Callable[[], Awaitable[T]]], warm_up: int = 1
+) -> dict[str, list[T]]:
+    """Run each contender once per round and keep what it returns (a time, or several).
 
     Who goes first rotates every round, so a slow spell of the machine, or an order effect, falls
     on every contender alike; the first `warm_up` rounds are run but not kept.
     """
     names = list(contenders)
-    kept: dict[str, list[float]] = {name: [] for name in names}
+    kept: dict[str, list[T]] = {name: [] for name in names}
     for round_ in range(warm_up + rounds):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:

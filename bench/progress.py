@@ -48,7 +48,9 @@ async def measure(model: str) -> dict:
 
                 def on_tick(_method: str, raw: msgspec.Raw) -> None:
                     at_ns = time.monotonic_ns()
-                    received[msgspec.json.decode(raw, type=DiffusionProgress).step] = at_ns
+                    tick = msgspec.json.decode(raw, type=DiffusionProgress)
+                    if tick.phase == "sample":  # the phase ticks have no native step to match
+                        received[tick.step] = at_ns
 
                 params = {"modelId": model_id, **JOB, "seed": seed}
                 await sidecar.request("diffusion", params, on_tick)

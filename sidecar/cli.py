@@ -20,6 +20,7 @@ _LIMIT_FLAGS = [
     ("--max-batch-count", "maxBatchCount", "most images per diffusion request"),
     ("--max-queue", "maxQueue", "most requests waiting on one model; past it QUEUE_FULL"),
     ("--max-models", "maxModels", "most models loaded at once"),
+    ("--max-running", "maxRunning", "most generations running at once across models, cores permitting"),
     ("--max-line-bytes", "maxLineBytes", "longest input line accepted"),
     ("--max-loras", "maxLoras", "most LoRAs in one diffusion request"),
 ]
@@ -91,7 +92,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.maxRunning < 1:
+        parser.error("--max-running must be at least 1")
     if args.command == "synth-model":
         from .synth_kinds import write
 

@@ -15,6 +15,7 @@ from .backend import BackendProbe
 from .errors import SidecarError
 from .jsonrpc import Notification, encode
 from .models import LoadedModel, ModelManager, elapsed_ms
+from .scheduler import ComputeScheduler
 from .transport import Outbox
 from .worker import messages
 
@@ -27,7 +28,7 @@ class ActiveRequest:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     model_id: str | None = None
     running: bool = False
-    """True once it has left its model's queue and runs on the worker."""
+    """True once it has left its model's queue and the compute device's line, and runs on the worker."""
     cancel_reason: SidecarError | None = None
     partial: dict[str, Any] = field(default_factory=dict)
     """What the request already made (finished images), returned in the cancel error's data."""
@@ -44,6 +45,7 @@ class ServerState:
     outbox: Outbox
     backend: BackendProbe
     limits: Limits
+    scheduler: ComputeScheduler
     active: dict[RequestId | None, ActiveRequest] = field(default_factory=dict)
     stopping: anyio.Event = field(default_factory=anyio.Event)
     """Set once the sidecar is shutting down: no new work, workers are stopped."""
@@ -86,10 +88,12 @@ class RequestContext:
     async def run_on(
         self, model: LoadedModel, job: messages.ToWorker, on_event: Callable[[messages.FromWorker], None]
     ) -> tuple[messages.FromWorker, float]:
-        """Wait for the model's turn, run `job` on its worker: the final reply and the ms it took
-        (queue wait excluded). Cancelled while running, the worker is ended (nothing else
-        interrupts the native library) and the model reloaded for the next request."""
-        async with model.gate.ticket():
+        """Wait for the model's turn (its queue, then the compute device shared with every model),
+        run `job` on its worker: the final reply and the ms it took (waits excluded). Cancelled
+        while running, the worker is ended (nothing else interrupts the native library) and the
+        model reloaded for the next request."""
+        turn = self.server.scheduler.turn(model.demand, owner=model, label=self.request_id, after=model.gate.ticket())
+        async with turn:
             self.active.running = True
             started = time.monotonic()
             try:

@@ -14,6 +14,7 @@ import anyio.abc
 from diffusion_sidecar_protocol.types import DiffusionStats
 
 from .errors import SidecarError
+from .scheduler import Demand
 from .worker import messages
 from .worker.process import WorkerExited, WorkerProcess
 
@@ -30,6 +31,11 @@ class Ticket:
             queue.append(self)
         if queue[0] is self:
             self._turn.set()
+
+    @property
+    def is_due(self) -> bool:
+        """Whether it is this ticket's turn (whether or not its holder has gone through yet)."""
+        return self._turn.is_set()
 
     async def __aenter__(self) -> None:
         try:
@@ -102,6 +108,11 @@ class LoadedModel:
     def is_upscaler(self) -> bool:
         """An ESRGAN file loaded on its own: it takes `upscale`, not `diffusion`."""
         return not (self.load.model_path or self.load.diffusion_model_path)
+
+    @property
+    def demand(self) -> Demand:
+        """What a request on this model asks of the machine (this build computes on the CPU only)."""
+        return Demand(threads=self.load.n_threads)
 
     async def request(
         self, message: messages.ToWorker, on_event: Callable[[messages.FromWorker], None]

@@ -17,6 +17,7 @@ from .dispatch import dispatch, dispatch_batch
 from .errors import SidecarError
 from .jsonrpc import BadMessage, decode_line, encode, error_response
 from .models import ModelManager
+from .scheduler import ComputeScheduler
 from .stdio_guard import claim_stdout
 from .transport import Outbox, Oversized, read_lines
 from .worker.process import worker_command
@@ -31,11 +32,17 @@ async def serve(log_level: str, limits: Limits) -> int:
     command = worker_command(log_level)
     async with anyio.create_task_group() as background:
         background.start_soon(outbox.run)
+        backend = BackendProbe(background, command)
+
+        async def physical_cores() -> int:  # the native default thread count
+            return (await backend.info()).physicalCores
+
         server = ServerState(
             models=ModelManager(background, command),
             outbox=outbox,
-            backend=BackendProbe(background, command),
+            backend=backend,
             limits=limits,
+            scheduler=ComputeScheduler(limits.maxRunning, physical_cores),
         )
         background.start_soon(_stop_on_signals, server)
         async with anyio.create_task_group() as requests:

@@ -35,6 +35,11 @@ KINDS: dict[str, SynthKind] = {
         "write_synthetic_esrgan",
         "a RealESRGAN-architecture x4 upscaler, one RRDB block (PATH is a .safetensors file)",
     ),
+    "taesd": SynthKind(
+        "synth_taesd",
+        "write_synthetic_taesd",
+        "a TAESD tiny autoencoder for the sd1 model's `tae` previews (PATH is a .safetensors file)",
+    ),
 }
 DEFAULT_KIND = "sd1"
 

@@ -50,7 +50,7 @@ def _png(data: bytes) -> Image.Image:
 
 async def _generate(sidecar: Sidecar, model_id: str, **params):
     call = sidecar.diffusion(modelId=model_id, **{**SMALL, **params})
-    ticks = [tick async for tick in call.progress_stream]
+    ticks = [tick async for tick in call.progress_stream if tick.phase == "sample"]  # phases: test_previews.py
     return ticks, await call.outputs, await call.stats, await call.seeds
 
 
@@ -192,7 +192,7 @@ async def test_two_models_generate_in_parallel_and_unload_frees_the_worker(
     second_tick = await anext(second.progress_stream)
     # Both were under way at once: each ticked before either finished.
     assert not first.outputs.done() or not second.outputs.done()
-    assert first_tick.step == second_tick.step == 1
+    assert (first_tick.phase, first_tick.step) == (second_tick.phase, second_tick.step) == ("encode", 0)
     assert len(await first.outputs) == len(await second.outputs) == 1
 
     await sidecar.unload_model(other.modelId)
@@ -221,7 +221,7 @@ def test_sync_client_generates(synthetic_model: str) -> None:
     with SyncSidecar() as sidecar:
         model = sidecar.load_model(synthetic_model)
         images, stats = sidecar.diffusion(on_progress=ticks.append, modelId=model, **{**SMALL, "steps": 2, "seed": 1})
-    assert [t.step for t in ticks] == [1, 2]
+    assert [(t.phase, t.step) for t in ticks] == [("encode", 0), ("sample", 1), ("sample", 2), ("decode", 2)]
     assert len(images) == 1 and stats.seed == 1 and _png(images[0]).size == (64, 64)
 
 

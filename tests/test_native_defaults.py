@@ -16,6 +16,7 @@ from diffusion_sidecar_protocol.types import (
     HiresParams,
     LoraApplyMode,
     Prediction,
+    PreviewMethod,
     RngType,
     SamplingMethod,
     Scheduler,
@@ -59,6 +60,11 @@ def test_value_lists_are_the_native_names_in_native_order() -> None:
 def test_weight_types_are_native_type_names() -> None:
     native = set(_names("sd_type_name", sd.GGMLType.SD_TYPE_COUNT))
     assert set(get_args(WeightType)) <= native
+
+
+def test_preview_methods_are_the_native_names() -> None:
+    names = _names("sd_preview_name", sd.Preview.PREVIEW_COUNT)
+    assert names[0] == "none" and list(get_args(PreviewMethod)) == names[1:]
 
 
 def test_hires_upscalers_are_native_names_and_defaults_are_sd_hires_params_init() -> None:

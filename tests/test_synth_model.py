@@ -63,3 +63,23 @@ def test_synth_model_command_prints_the_model_path(synthetic_model: str) -> None
     )
     assert done.stdout.strip() == synthetic_model
     assert "noise" in json.loads((Path(synthetic_model) / "model_index.json").read_text())["_synthetic"]
+
+
+def test_taesd_kind_writes_the_tae_layout_deterministically(tmp_path: Path) -> None:
+    from sidecar.synth_taesd import taesd_tensors
+
+    paths = []
+    for name in ("a", "b"):
+        done = subprocess.run(
+            [sys.executable, "-m", "sidecar", "synth-model", "--kind", "taesd", str(tmp_path / name / "taesd.safetensors")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        paths.append(Path(done.stdout.strip()))
+    assert _sha256(paths[0]) == _sha256(paths[1])
+    tensors = dict(taesd_tensors())
+    assert sum(math.prod(shape) for shape in tensors.values()) == 2_445_063  # TAESD's 2.45M
+    # What stable-diffusion.cpp's tae.hpp builds for 4 latent channels and 64 features.
+    assert tensors["decoder.layers.0.weight"] == [64, 4, 3, 3]
+    assert tensors["decoder.layers.18.weight"] == [3, 64, 3, 3]
+    assert tensors["encoder.layers.14.weight"] == [4, 64, 3, 3]
+    assert "decoder.layers.6.bias" not in tensors and "decoder.layers.2.conv.4.weight" in tensors

@@ -19,6 +19,7 @@ export type WeightType =
 export type Prediction = "eps" | "v" | "edm_v" | "sd3_flow" | "flux_flow" | "flux2_flow";
 export type RngType = "std_default" | "cuda" | "cpu";
 export type LoraApplyMode = "auto" | "immediately" | "at_runtime";
+export type PreviewMethod = "proj" | "tae" | "vae";
 export type RequestId = number | string;
 
 /** `error.data.code` of every error the sidecar sends, plus the client's own SIDECAR_EXITED. */
@@ -50,6 +51,15 @@ export interface DiffusionClientParams {
   cache_preset?: CachePreset;
   /** A deadline from the request's arrival; past it the call rejects with `TIMEOUT`. */
   timeoutMs?: number;
+  /**
+   * Live previews (`previewStream`); omitted: none. `proj`: latent-sized (width/8), nearly free;
+   * `tae`: full size, needs `modelConfig.taesdPath`; `vae`: full size, a VAE decode each.
+   */
+  preview_method?: PreviewMethod;
+  /** A preview every this many sampling steps. Default 1. */
+  preview_interval?: number;
+  /** Preview the noisy latent instead of the denoised estimate. Default false. */
+  preview_noisy?: boolean;
   /** LoRAs for this request only: one path (weight 1) or a list of `{ path, weight }`. */
   lora?: string | LoraSpec[];
   /** Upscale each image with the model's `upscalerPath` file: `true` (once) or `{ repeats }`. */
@@ -82,7 +92,10 @@ export interface HiresParams {
   upscaler?: string;
 }
 
-/** One sampling step of one image (QVAC's `DiffusionProgressTick`, plus the image's place). */
+/**
+ * QVAC's `DiffusionProgressTick`, plus the image's place and phase: per image, one tick as each
+ * phase starts (`encode` at step 0, `decode` at step totalSteps) and one per sampling step.
+ */
 export interface DiffusionProgressTick {
   requestId: RequestId | null;
   step: number;
@@ -92,6 +105,31 @@ export interface DiffusionProgressTick {
   /** Index of the image in the batch, from 0. */
   image: number;
   batchCount: number;
+  /** "encode" | "sample" | "decode" today; later versions may add phases (always sent). */
+  phase: string;
+}
+
+/** A `diffusion/preview` notification as the protocol carries it (base64 PNG). */
+export interface DiffusionPreview {
+  requestId: RequestId | null;
+  image: number;
+  /** The sampling step it shows, numbered like the progress ticks. */
+  step: number;
+  totalSteps: number;
+  /** Pixels: width/8 for `proj`, the image's size for `tae` and `vae`. */
+  width: number;
+  height: number;
+  png: string;
+}
+
+/** What `previewStream` yields: a preview with its PNG decoded. */
+export interface PreviewImage {
+  image: number;
+  step: number;
+  totalSteps: number;
+  width: number;
+  height: number;
+  png: Uint8Array;
 }
 
 /** QVAC's `DiffusionStats`; the sidecar always sends every field. `total*` count since the load. */
@@ -107,8 +145,13 @@ export interface DiffusionStats {
   width: number;
   height: number;
   seed: number;
-  /** Share of `generationMs` spent upscaling after generation (`upscale`). */
+  /** This call's phase times (always sent); the four add up to `generationMs` less a few ms. */
+  conditionerMs: number;
+  denoiseMs: number;
+  vaeMs: number;
   postProcessMs: number;
+  /** Sampling steps of this call divided by `denoiseMs`. */
+  stepsPerSecond: number;
 }
 
 /** The `diffusion` result as the protocol carries it (base64 PNGs); `diffusion()` decodes it. */
@@ -122,6 +165,11 @@ export interface DiffusionResult {
 export interface DiffusionCall {
   /** One tick per sampling step per image; ends (never throws) when the call ends. */
   progressStream: AsyncGenerator<DiffusionProgressTick>;
+  /**
+   * Previews as they arrive (with `preview_method`); ends when the call ends. Only the 8 most
+   * recent wait for a reader that falls behind or never reads.
+   */
+  previewStream: AsyncGenerator<PreviewImage>;
   /** PNG bytes, one per image. */
   outputs: Promise<Uint8Array[]>;
   stats: Promise<DiffusionStats | undefined>;
@@ -154,6 +202,8 @@ export interface ModelConfig {
   clipGPath?: string;
   t5xxlPath?: string;
   llmPath?: string;
+  /** A TAESD file for `preview_method: "tae"` (previews only; the final image keeps the VAE). */
+  taesdPath?: string;
   /** An ESRGAN file attached to the model, for `upscale` and the hires fix's `model` upscaler. */
   upscalerPath?: string;
 }
@@ -274,6 +324,8 @@ export interface Limits {
   maxBatchCount: number;
   maxQueue: number;
   maxModels: number;
+  /** Generations running at once across every model; the others wait, queued, in arrival order. */
+  maxRunning: number;
   maxLineBytes: number;
   modelsRoot: string | null;
   maxLoras: number;

@@ -8,7 +8,14 @@ import time
 
 import anyio
 import msgspec
-from diffusion_sidecar_protocol.types import DiffusionParams, DiffusionProgress, DiffusionResult, Limits
+from diffusion_sidecar_protocol.types import (
+    DiffusionParams,
+    DiffusionPreview,
+    DiffusionProgress,
+    DiffusionResult,
+    DiffusionStats,
+    Limits,
+)
 
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
@@ -16,7 +23,9 @@ from ..hires import resolve as resolve_hires
 from ..loras import resolve as resolve_loras
 from ..models import LoadedModel
 from ..postprocess import upscale_repeats
+from ..scheduler import ComputeScheduler
 from ..worker import messages
+from ..worker.phases import DECODE, ENCODE, POST_PROCESS, SAMPLE
 
 RANDOM_SEED_RANGE = 2**32
 
@@ -33,18 +42,21 @@ def check_limits(params: DiffusionParams, limits: Limits) -> None:
         raise invalid_params("seed", f"seed + batch_count - 1 must be <= {limits.maxSeed}")
 
 
-def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits) -> None:
+def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits, scheduler: ComputeScheduler) -> None:
     """What depends on the model: the sizes it can make, the room left in its queue."""
     if model.is_upscaler:
         raise invalid_params("modelId", f"names an upscaler model ({model.family}); it takes `upscale`, not `diffusion`")
     for field in ("width", "height"):
         if getattr(params, field) % model.size_multiple:
             raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")
-    check_queue_room(model, limits)
+    if params.preview_method == "tae" and not model.load.taesd_path:
+        # The library would silently decode `tae` previews with the full VAE instead.
+        raise invalid_params("preview_method", "`tae` needs a model loaded with modelConfig.taesdPath")
+    check_queue_room(model, limits, scheduler)
 
 
-def check_queue_room(model: LoadedModel, limits: Limits) -> None:
-    queued = max(len(model.gate) - 1, 0)  # the request at the head of the gate is running
+def check_queue_room(model: LoadedModel, limits: Limits, scheduler: ComputeScheduler) -> None:
+    queued = sum(not turn.running for turn in scheduler.turns(model))  # waiting for the device counts
     if queued >= limits.maxQueue:
         raise SidecarError(
             "QUEUE_FULL",
@@ -59,7 +71,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     check_limits(params, ctx.server.limits)
     models = ctx.server.models
     model = models.get(params.modelId)
-    check_fits_model(params, model, ctx.server.limits)
+    check_fits_model(params, model, ctx.server.limits, ctx.server.scheduler)
     hires = await resolve_hires(params, model, ctx.server.limits)
     size = (hires.width, hires.height) if hires else (params.width, params.height)
     repeats = upscale_repeats(params, model, ctx.server.limits, size)
@@ -83,6 +95,9 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         vae_tiling=model.settings.vae_tiling if params.vae_tiling is msgspec.UNSET else params.vae_tiling,
         cache_preset=params.cache_preset or None,
         model_name=model.settings.name,
+        preview_method=params.preview_method or None,
+        preview_interval=params.preview_interval,
+        preview_noisy=params.preview_noisy,
         loras=loras,
         upscale_repeats=repeats,
         hires=hires,
@@ -100,8 +115,20 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
                 elapsedMs=ctx.elapsed_ms(),
                 image=event.image,
                 batchCount=len(seeds),
+                phase=event.phase,
             )
             ctx.notify("diffusion/progress", tick)
+        elif isinstance(event, messages.Preview):
+            preview = DiffusionPreview(
+                requestId=ctx.request_id,
+                image=event.image,
+                step=event.step,
+                totalSteps=event.steps,
+                width=event.width,
+                height=event.height,
+                png=_base64(event.png),
+            )
+            ctx.notify("diffusion/preview", preview)
         elif isinstance(event, messages.Image):
             images.append(event)
             ctx.active.partial["outputs"].append(_base64(event.png))
@@ -116,9 +143,21 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         width=images[0].width,
         height=images[0].height,
         seeds=seeds,
-        post_process_ms=round(sum(image.post_process_ms for image in images), 3),
     )
-    return DiffusionResult(outputs=ctx.active.partial["outputs"], seeds=seeds, stats=stats)
+    return DiffusionResult(outputs=ctx.active.partial["outputs"], seeds=seeds, stats=_with_phases(stats, outcome))
+
+
+def _with_phases(stats: DiffusionStats, generated: messages.Generated) -> DiffusionStats:
+    phase_ms = {name: round(ms, 3) for name, ms in generated.phase_ms.items()}
+    denoise_ms = phase_ms.get(SAMPLE, 0.0)
+    return msgspec.structs.replace(
+        stats,
+        conditionerMs=phase_ms.get(ENCODE, 0.0),
+        denoiseMs=denoise_ms,
+        vaeMs=phase_ms.get(DECODE, 0.0),
+        postProcessMs=phase_ms.get(POST_PROCESS, 0.0),
+        stepsPerSecond=round(generated.sampling_steps / denoise_ms * 1000, 3) if denoise_ms else 0.0,
+    )
 
 
 def _base64(png: bytes) -> str:

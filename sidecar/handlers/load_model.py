@@ -85,6 +85,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         t5xxl_path=companions.get("t5xxlPath", ""),
         llm_path=companions.get("llmPath", ""),
         upscaler_path=companions.get("upscalerPath", ""),
+        taesd_path=companions.get("taesdPath", ""),
         n_threads=config.threads or None,
         wtype=config.type or None,
         prediction=config.prediction or None,

@@ -23,7 +23,7 @@ async def handle(params: UpscaleParams, ctx: RequestContext) -> UpscaleResult:
         raise invalid_params(
             "modelId", f"names a diffusion model ({model.family}); `upscale` takes an upscaler model (an ESRGAN file)"
         )
-    check_queue_room(model, limits)
+    check_queue_room(model, limits, ctx.server.scheduler)
     rgb, width, height = await anyio.to_thread.run_sync(_decoded, params.image, limits)
     check_output_pixels("image", (width, height), model.upscale_factor**params.repeats, limits)
     ctx.active.model_id = model.model_id

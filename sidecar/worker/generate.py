@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import msgspec
 
 from . import hires, messages
 from .native import NativeModel, RawImage
+from .phases import DECODE, ENCODE, POST_PROCESS, SAMPLE, PhaseClock, phase_of_log
 from .png import encode_png, lora_fields, lora_tags, parameters_text
+from .previews import NativePreviews, native_previews
 
 
 def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec.Struct], None]) -> None:
@@ -20,11 +21,21 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
     """
     method, schedule = model.resolve_sampling(job.sampling_method, job.scheduler)
     sampler_name, scheduler_name = model.names(method, schedule)
+    clock = PhaseClock()
+    previews = native_previews(send)
+    sampled = 0
     for index, seed in enumerate(job.seeds):
-        raw = model.generate(
-            job, seed, method, schedule, lambda step, steps, index=index: send(messages.Tick(index, step, steps))
-        )
-        rgb, width, height, post_process_ms, upscale_fields = _upscaled(model, job, raw)
+        progress = _ImageProgress(index, job.steps, clock, previews, send)
+        model.on_log(progress.on_log)
+        previews.start(job, index, progress.steps_of)
+        try:
+            raw = model.generate(job, seed, method, schedule, progress.on_step)
+        finally:
+            model.on_log(None)
+            previews.stop()
+        clock.enter(POST_PROCESS)
+        sampled += progress.sampled
+        rgb, width, height, upscale_fields = _upscaled(model, job, raw)
         parameters = parameters_text(
             prompt=job.prompt + lora_tags(job.loras),
             negative_prompt=job.negative_prompt,
@@ -39,14 +50,55 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
             extra={**hires.png_fields(job.hires), **lora_fields(job.loras), **upscale_fields},
         )
         png = encode_png(rgb, width, height, raw.channels, parameters)
-        send(messages.Image(index, seed, width, height, png, post_process_ms))
-    send(messages.Generated(sampler_name, scheduler_name))
+        send(messages.Image(index, seed, width, height, png))
+    clock.stop()
+    send(messages.Generated(sampler_name, scheduler_name, clock.totals_ms, sampled))
 
 
-def _upscaled(model: NativeModel, job: messages.Generate, raw: RawImage) -> tuple[bytes, int, int, float, dict[str, str]]:
-    """The image after the attached upscaler's runs (`upscale`), the time they took, and what the PNG says of them."""
+class _ImageProgress:
+    """One image's ticks: a tick when a phase starts, and one per sampling step.
+
+    Runs on the sampling thread (native callbacks); `send` is thread-safe.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        steps: int,
+        clock: PhaseClock,
+        previews: NativePreviews,
+        send: Callable[[msgspec.Struct], None],
+    ) -> None:
+        self._index = index
+        self._clock = clock
+        self._previews = previews
+        self._send = send
+        self.steps = steps
+        """The job's count until the library's own total comes with the first sampling tick."""
+        self.sampled = 0
+        clock.begin_image()
+        send(messages.Tick(index, 0, steps, ENCODE))
+
+    def steps_of(self) -> int:
+        return self.steps
+
+    def on_step(self, step: int, steps: int) -> None:
+        self.steps = steps
+        self.sampled += 1
+        self._send(messages.Tick(self._index, step, steps, SAMPLE))
+
+    def on_log(self, message: str) -> None:
+        phase = phase_of_log(message)
+        if phase is None or not self._clock.enter(phase):
+            return
+        if phase == DECODE:
+            self._previews.end_sampling()
+            self._send(messages.Tick(self._index, self.steps, self.steps, DECODE))
+
+
+def _upscaled(model: NativeModel, job: messages.Generate, raw: RawImage) -> tuple[bytes, int, int, dict[str, str]]:
+    """The image after the attached upscaler's runs (`upscale`), and what the PNG says of them."""
     if not job.upscale_repeats or model.upscaler is None:
-        return raw.data, raw.width, raw.height, 0.0, {}
-    started = time.monotonic()
+        return raw.data, raw.width, raw.height, {}
     rgb, width, height = model.upscaler.run(raw.data, raw.width, raw.height, job.upscale_repeats, lambda *_: None)
-    return rgb, width, height, round((time.monotonic() - started) * 1000, 3), model.upscaler.png_fields(job.upscale_repeats)
+    return rgb, width, height, model.upscaler.png_fields(job.upscale_repeats)

@@ -24,6 +24,8 @@ class Load(Struct, kw_only=True, tag=True):
     clip_g_path: str = ""
     t5xxl_path: str = ""
     llm_path: str = ""
+    taesd_path: str = ""
+    """A TAESD file, loaded for `tae` previews only (the final image keeps the model's VAE)."""
     n_threads: int | None = None
     wtype: str | None = None
     prediction: str | None = None
@@ -80,6 +82,10 @@ class Generate(Struct, tag=True):
     vae_tiling: bool
     cache_preset: str | None
     model_name: str
+    preview_method: str | None = None
+    """proj, tae or vae; None: no previews."""
+    preview_interval: int = 1
+    preview_noisy: bool = False
     loras: list[Lora] = []
     upscale_repeats: int = 0
     """Runs of the attached upscaler on each image after generation; 0: none."""
@@ -117,6 +123,16 @@ class Tick(Struct, tag=True):
     image: int
     step: int
     steps: int
+    phase: str = "sample"
+
+
+class Preview(Struct, tag=True):
+    image: int
+    step: int
+    steps: int
+    width: int
+    height: int
+    png: bytes
 
 
 class Image(Struct, tag=True):
@@ -125,8 +141,6 @@ class Image(Struct, tag=True):
     width: int
     height: int
     png: bytes
-    post_process_ms: float = 0.0
-    """Time spent upscaling this image after generation."""
 
 
 class UpscaleTick(Struct, tag=True):
@@ -144,6 +158,10 @@ class Upscaled(Struct, tag=True):
 class Generated(Struct, tag=True):
     sampling_method: str
     scheduler: str
+    phase_ms: dict[str, float] = {}
+    """Worker time per phase (`phases.ORDER`), summed over the batch."""
+    sampling_steps: int = 0
+    """Sampling steps run, summed over the batch."""
 
 
 class Failed(Struct, tag=True):
@@ -161,7 +179,9 @@ class ProbeResult(Struct, tag=True):
 
 
 ToWorker = Load | Generate | Upscale | Probe
-FromWorker = LoadProgress | Loaded | Tick | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
+FromWorker = (
+    LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
+)
 FINAL = (Loaded, Generated, Upscaled, Failed, ProbeResult)
 """Messages that end a request; everything else is an event on the way."""
 

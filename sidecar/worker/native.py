@@ -70,13 +70,18 @@ class _NativeLog:
         self.level = level
         self.errors: deque[str] = deque(maxlen=8)
         self.family = ""
+        self.listener: Callable[[str], None] | None = None
+        """Also gets each message (the text after `file:line - `); the worker's phases use it."""
         self.callback = sd.sd_log_callback(self._on_line)  # kept alive as long as the log is
         sd.sd_set_log_callback(self.callback, None)
 
     def _on_line(self, level: int, text: bytes, _data: object) -> None:
         line = text.decode("utf-8", "replace").rstrip()
+        message = line.split(" - ", 1)[-1]
+        if self.listener is not None:
+            self.listener(message)
         if level >= LOG_LEVELS["error"]:
-            self.errors.append(line.split(" - ", 1)[-1])
+            self.errors.append(message)
         if " - Version: " in line:  # the only place the library names the detected architecture
             self.family = line.split(" - Version: ", 1)[1].strip()
         if level >= self.level and line:
@@ -132,7 +137,7 @@ class NativeModel:
         # a server generates many times from one load.
         params.free_params_immediately = False
         self._paths = []  # the C struct borrows these bytes; keep them alive
-        for field in ("model_path", "diffusion_model_path", "vae_path", "clip_l_path", "clip_g_path", "t5xxl_path", "llm_path"):
+        for field in ("model_path", "diffusion_model_path", "vae_path", "clip_l_path", "clip_g_path", "t5xxl_path", "llm_path", "taesd_path"):
             value = getattr(load, field).encode()
             self._paths.append(value)
             setattr(params, field, value)
@@ -142,6 +147,8 @@ class NativeModel:
         for field in ("wtype", "prediction", "rng_type", "sampler_rng_type", "lora_apply_mode"):
             if (value := getattr(load, field)) is not None:
                 setattr(params, field, _from_name[field](value.encode()))
+        # Without it a TAESD file would also replace the model's VAE for the final image.
+        params.tae_preview_only = bool(load.taesd_path)
         self._progress.listener = on_progress
         try:
             self._ctx = sd.new_sd_ctx(ctypes.byref(params))
@@ -173,6 +180,10 @@ class NativeModel:
             else sd.sd_get_default_scheduler(self._ctx, method)
         )
         return method, schedule
+
+    def on_log(self, listener: Callable[[str], None] | None) -> None:
+        """Pass each native log message to `listener` as well (None: stop)."""
+        self._log.listener = listener
 
     @staticmethod
     def names(method: int, schedule: int) -> tuple[str, str]:

@@ -70,12 +70,14 @@ def lora_fields(loras: list[messages.Lora]) -> dict[str, str]:
 
 
 def encode_png(
-    rgb: bytes, width: int, height: int, channels: int, parameters: str, compress_level: int = COMPRESS_LEVEL
+    rgb: bytes, width: int, height: int, channels: int, parameters: str | None, compress_level: int = COMPRESS_LEVEL
 ) -> bytes:
+    """`parameters` None writes no text chunk (previews carry none)."""
     mode = {3: "RGB", 4: "RGBA", 1: "L"}[channels]
     image = Image.frombytes(mode, (width, height), rgb)
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", parameters)
+    if parameters is not None:
+        info.add_text("parameters", parameters)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info, compress_level=compress_level)
     return buffer.getvalue()

@@ -2,14 +2,26 @@
  * What `diffusion()` returns at once, as QVAC's does: a stream of ticks, then the images and stats.
  */
 
-/** Ticks arrive before, during or after the caller's loop: they wait here until taken. */
+/** Previews kept for a reader of `previewStream` that falls behind (or never reads): the oldest go. */
+export const PREVIEW_BUFFER = 8;
+
+/**
+ * Ticks arrive before, during or after the caller's loop: they wait here until taken. With a
+ * `limit`, only the most recent `limit` items wait (previews: a host that never reads holds no more).
+ */
 class TickQueue {
   #ticks = [];
   #ended = false;
   #wake = null;
+  #limit;
+
+  constructor(limit = Infinity) {
+    this.#limit = limit;
+  }
 
   push(tick) {
     this.#ticks.push(tick);
+    if (this.#ticks.length > this.#limit) this.#ticks.shift();
     this.#wakeUp();
   }
 
@@ -60,15 +72,26 @@ function handled(promise) {
  */
 export function diffusionCall(start, cancel) {
   const ticks = new TickQueue();
-  const { id, answer } = start((tick) => ticks.push(tick));
+  const previews = new TickQueue(PREVIEW_BUFFER);
+  const { id, answer } = start((params, method) => {
+    if (method === "diffusion/preview") {
+      const { image, step, totalSteps, width, height, png } = params;
+      previews.push({ image, step, totalSteps, width, height, png: decodeImage(png) });
+    } else if (method === "diffusion/progress") {
+      ticks.push(params);
+    }
+  });
   const result = answer.catch(withFinishedImages);
-  result.then(
-    () => ticks.end(),
-    () => ticks.end(),
-  );
+  const end = () => {
+    ticks.end();
+    previews.end();
+  };
+  result.then(end, end);
   return {
     requestId: id,
     progressStream: ticks.stream(),
+    /** `{ image, step, totalSteps, width, height, png }` as previews arrive (with `preview_method`). */
+    previewStream: previews.stream(),
     outputs: handled(result.then((r) => r.outputs.map(decodeImage))),
     stats: handled(result.then((r) => r.stats)),
     seeds: handled(result.then((r) => r.seeds)),

@@ -36,8 +36,8 @@ test("the seed's example: progress loop, then the images, then the stats", LIMIT
     cfg_scale: 7,
   });
   const seen = [];
-  for await (const { step, totalSteps } of progressStream) seen.push(`${step}/${totalSteps}`);
-  assert.deepEqual(seen, ["1/3", "2/3", "3/3"]);
+  for await (const { step, totalSteps, phase } of progressStream) seen.push(`${phase} ${step}/${totalSteps}`);
+  assert.deepEqual(seen, ["encode 0/3", "sample 1/3", "sample 2/3", "sample 3/3", "decode 3/3"]);
   const imageBuffers = await images;
   assert.equal(imageBuffers.length, 1);
   assert.equal(Object.getPrototypeOf(imageBuffers[0]), Uint8Array.prototype);
@@ -56,7 +56,7 @@ test("basic usage: only the outputs awaited", LIMIT, async () => {
 test("a batch: one image per seed, ticks naming each image, stats of the whole call", LIMIT, async () => {
   const call = sidecar.diffusion({ modelId, ...SMALL, seed: 40, batch_count: 2 });
   const ticks = [];
-  for await (const tick of call.progressStream) ticks.push(tick);
+  for await (const tick of call.progressStream) if (tick.phase === "sample") ticks.push(tick);
   assert.deepEqual(
     ticks.map(({ image, step, totalSteps, batchCount }) => [image, step, totalSteps, batchCount]),
     [
@@ -111,6 +111,24 @@ test("cancel one call from its handle, then every call on the model", LIMIT, asy
   }
   const after = await sidecar.diffusion({ modelId, ...SMALL }).outputs;
   assert.equal(after.length, 1, "the model serves again after its worker was replaced");
+});
+
+test("previewStream: decoded PNG previews as the picture forms, ending with the call", LIMIT, async () => {
+  const call = sidecar.diffusion({ modelId, ...SMALL, steps: 2, seed: 9, preview_method: "proj" });
+  const previews = [];
+  for await (const preview of call.previewStream) previews.push(preview);
+  // Under load an earlier preview may be skipped (latest wins); the last one always comes.
+  const steps = previews.map(({ step }) => step);
+  assert.deepEqual(steps, [...new Set(steps)].sort());
+  assert.equal(steps.at(-1), 2);
+  assert.ok(previews.every(({ image, totalSteps }) => image === 0 && totalSteps === 2));
+  for (const preview of previews) {
+    assert.equal(Object.getPrototypeOf(preview.png), Uint8Array.prototype);
+    // proj previews are the latent's size: an eighth of the image's.
+    assert.deepEqual(pngSize(preview.png), { width: 8, height: 8 });
+    assert.deepEqual({ width: preview.width, height: preview.height }, { width: 8, height: 8 });
+  }
+  assert.equal((await call.outputs).length, 1);
 });
 
 test("errors reject with the JSON-RPC code and data.code, and the stream just ends", LIMIT, async () => {

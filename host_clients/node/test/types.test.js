@@ -13,6 +13,7 @@ const DECLARED = {
   DiffusionResult: ["methods/diffusion.result.json", "DiffusionResult"],
   DiffusionStats: ["methods/diffusion.result.json", "DiffusionStats"],
   DiffusionProgressTick: ["notifications/diffusion.progress.json", "DiffusionProgress"],
+  DiffusionPreview: ["notifications/diffusion.preview.json", "DiffusionPreview"],
   LoadModelParams: ["methods/loadModel.params.json", "LoadModelParams"],
   ModelConfig: ["methods/loadModel.params.json", "ModelConfig"],
   LoadModelResult: ["methods/loadModel.result.json", "LoadModelResult"],

@@ -2,6 +2,7 @@
 
 from diffusion_sidecar_protocol import PROTOCOL_VERSION, __version__
 from diffusion_sidecar_protocol.types import (
+    DiffusionPreview,
     DiffusionProgress,
     DiffusionStats,
     LoadModelProgress,
@@ -9,16 +10,18 @@ from diffusion_sidecar_protocol.types import (
     UpscaleStats,
 )
 
-from .client import DiffusionCall, ProtocolMismatch, Sidecar, SidecarError, SidecarExited
+from .client import DiffusionCall, Preview, ProtocolMismatch, Sidecar, SidecarError, SidecarExited
 from .discovery import SidecarNotFound, default_command
 from .sync import SyncSidecar
 
 __all__ = [
     "PROTOCOL_VERSION",
     "DiffusionCall",
+    "DiffusionPreview",
     "DiffusionProgress",
     "DiffusionStats",
     "LoadModelProgress",
+    "Preview",
     "ProtocolMismatch",
     "Sidecar",
     "SidecarError",

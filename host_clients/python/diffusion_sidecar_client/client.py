@@ -7,13 +7,16 @@ import base64
 import itertools
 import os
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 import msgspec
 from diffusion_sidecar_protocol import PROTOCOL_VERSION, __version__
 from diffusion_sidecar_protocol.types import (
     CancelResult,
+    DiffusionPreview,
     DiffusionProgress,
     DiffusionResult,
     DiffusionStats,
@@ -29,6 +32,8 @@ from .discovery import default_command
 
 # Image responses are large single lines; the default 64 KiB line limit of asyncio would refuse them.
 LINE_LIMIT = 1 << 30
+PREVIEW_BUFFER = 8
+"""Previews kept for a reader of `preview_stream` that falls behind (or never reads): the oldest go."""
 
 
 class SidecarError(Exception):
@@ -103,6 +108,49 @@ class _RequestIdOnly(msgspec.Struct):
     requestId: int | str | None = None
 
 
+@dataclass(frozen=True)
+class Preview:
+    """A `diffusion/preview` notification with its PNG decoded to bytes."""
+
+    image: int
+    step: int
+    totalSteps: int
+    width: int
+    height: int
+    png: bytes
+
+    @classmethod
+    def decode(cls, raw: msgspec.Raw) -> Preview:
+        p = msgspec.json.decode(raw, type=DiffusionPreview)
+        return cls(p.image, p.step, p.totalSteps, p.width, p.height, base64.b64decode(p.png))
+
+
+class _RecentPreviews:
+    """The most recent previews, PREVIEW_BUFFER at most, until the call ends; read in order."""
+
+    def __init__(self) -> None:
+        self._previews: deque[Preview] = deque(maxlen=PREVIEW_BUFFER)
+        self._ended = False
+        self._arrived = asyncio.Event()
+
+    def push(self, preview: Preview) -> None:
+        self._previews.append(preview)
+        self._arrived.set()
+
+    def end(self) -> None:
+        self._ended = True
+        self._arrived.set()
+
+    async def stream(self) -> AsyncIterator[Preview]:
+        while True:
+            while self._previews:
+                yield self._previews.popleft()
+            if self._ended:
+                return
+            self._arrived.clear()
+            await self._arrived.wait()
+
+
 class DiffusionCall:
     """What `diffusion()` returns at once, as the seed API does: a stream of ticks, then results."""
 
@@ -112,12 +160,14 @@ class DiffusionCall:
         request_id: int,
         answer: asyncio.Future[DiffusionResult],
         ticks: asyncio.Queue[DiffusionProgress | None],
+        previews: _RecentPreviews | None = None,
     ) -> None:
         self._sidecar = sidecar
         self.request_id = request_id
         """The JSON-RPC id of this generation, which `cancel` names."""
         self._answer = answer
         self._ticks = ticks
+        self._previews = previews or _RecentPreviews()
         loop = asyncio.get_running_loop()
         self.outputs: asyncio.Future[list[bytes]] = loop.create_future()
         self.stats: asyncio.Future[DiffusionStats] = loop.create_future()
@@ -138,6 +188,7 @@ class DiffusionCall:
             self.stats.set_result(result.stats)
             self.seeds.set_result(result.seeds)
         self._ticks.put_nowait(None)
+        self._previews.end()
 
     async def cancel(self) -> bool:
         """Cancel this generation; True if it was still pending. Its outputs then raise CANCELLED."""
@@ -151,6 +202,12 @@ class DiffusionCall:
         while (tick := await self._ticks.get()) is not None:
             yield tick
         self._ticks.put_nowait(None)  # a second iteration ends at once too
+
+    @property
+    def preview_stream(self) -> AsyncIterator[Preview]:
+        """Previews as they come (with `preview_method`), ending with the call. Only the
+        PREVIEW_BUFFER most recent wait for a slow reader; a call never read holds no more."""
+        return self._previews.stream()
 
 
 class Sidecar:
@@ -317,9 +374,13 @@ class Sidecar:
     def diffusion(self, **params: Any) -> DiffusionCall:
         """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments."""
         ticks: asyncio.Queue[DiffusionProgress | None] = asyncio.Queue()
+        previews = _RecentPreviews()
 
-        def notified(_method: str, raw: msgspec.Raw) -> None:
-            ticks.put_nowait(msgspec.json.decode(raw, type=DiffusionProgress))
+        def notified(method: str, raw: msgspec.Raw) -> None:
+            if method == "diffusion/preview":
+                previews.push(Preview.decode(raw))
+            elif method == "diffusion/progress":
+                ticks.put_nowait(msgspec.json.decode(raw, type=DiffusionProgress))
 
         request_id = next(self._ids)
         loop = asyncio.get_running_loop()
@@ -328,12 +389,12 @@ class Sidecar:
         except SidecarExited as exited:
             failed: asyncio.Future[DiffusionResult] = loop.create_future()
             failed.set_exception(exited)
-            return DiffusionCall(self, request_id, failed, ticks)
+            return DiffusionCall(self, request_id, failed, ticks, previews)
 
         async def answer() -> DiffusionResult:
             return msgspec.json.decode(await self._answer(request_id, call), type=DiffusionResult)
 
-        return DiffusionCall(self, request_id, loop.create_task(answer()), ticks)
+        return DiffusionCall(self, request_id, loop.create_task(answer()), ticks, previews)
 
     async def upscale(
         self,

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from diffusion_sidecar_protocol.types import DiffusionProgress, DiffusionStats, UpscaleProgress, UpscaleStats
 
-from .client import Sidecar
+from .client import Preview, Sidecar
 
 T = TypeVar("T")
 
@@ -30,15 +30,28 @@ class SyncSidecar:
         return self._run(self._sidecar.load_model(model_path, model_config))
 
     def diffusion(
-        self, on_progress: Callable[[DiffusionProgress], None] | None = None, **params: Any
+        self,
+        on_progress: Callable[[DiffusionProgress], None] | None = None,
+        on_preview: Callable[[Preview], None] | None = None,
+        **params: Any,
     ) -> tuple[list[bytes], DiffusionStats]:
-        """Generate; `on_progress` is called (in the client's thread) for each tick."""
+        """Generate; `on_progress` and `on_preview` are called (in the client's thread) for each
+        tick and each preview (with `preview_method`)."""
 
         async def run() -> tuple[list[bytes], DiffusionStats]:
             call = self._sidecar.diffusion(**params)
-            async for tick in call.progress_stream:
-                if on_progress is not None:
-                    on_progress(tick)
+
+            async def ticks() -> None:
+                async for tick in call.progress_stream:
+                    if on_progress is not None:
+                        on_progress(tick)
+
+            async def previews() -> None:
+                async for preview in call.preview_stream:
+                    if on_preview is not None:
+                        on_preview(preview)
+
+            await asyncio.gather(ticks(), previews())
             return await call.outputs, await call.stats
 
         return self._run(run())

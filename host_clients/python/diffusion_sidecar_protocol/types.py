@@ -34,6 +34,11 @@ WeightType = Literal[
     "q6_K",
 ]  # fmt: skip
 CachePreset = Literal["slow", "medium", "fast", "ultra"]
+PreviewMethod = Literal["proj", "tae", "vae"]
+Phase = str
+"""A `diffusion/progress` tick's phase: "encode", "sample" or "decode" (see PHASES). A string, not
+a closed list: later versions add phases (an upscale pass), and older hosts must keep decoding."""
+PHASES = ("encode", "sample", "decode")
 # The hires-fix upscalers as sd-cli spells them (its "None" and "Model" left out: no hires fix is
 # `hires` omitted, and the ESRGAN file attached at load is `model`); matched case-insensitively.
 HIRES_UPSCALERS = (
@@ -92,6 +97,10 @@ class Limits(Struct, kw_only=True):
     """Requests waiting on one model (the running one not counted); past it, QUEUE_FULL."""
     maxModels: int = 4
     """Models loaded at once (each is a process holding its weights in memory)."""
+    maxRunning: int = 4
+    """Generations running at once, across every model; the others wait, queued, in arrival order.
+    Below it, requests of different models run together only when their threads fit the physical
+    cores (a model loaded without `threads` uses them all, so runs alone)."""
     maxLineBytes: int = 64 * 1024 * 1024
     """Longest accepted input line; a longer one is refused without being read into memory."""
     modelsRoot: str | None = None
@@ -138,12 +147,15 @@ class ModelConfig(Params):
     clipGPath: str | UnsetType = UNSET
     t5xxlPath: str | UnsetType = UNSET
     llmPath: str | UnsetType = UNSET
+    taesdPath: str | UnsetType = UNSET
+    """A TAESD file (tiny autoencoder) for `preview_method: "tae"`; used for previews only, the
+    final image still comes from the model's VAE. Without it, `tae` previews are refused."""
     upscalerPath: str | UnsetType = UNSET
     """An ESRGAN upscaler file (RealESRGAN/BasicSR RRDBNet) attached to this model: `diffusion`'s
     `upscale` and the hires fix's `model` upscaler use it."""
 
 
-COMPANION_FILES = ("vaePath", "clipLPath", "clipGPath", "t5xxlPath", "llmPath", "upscalerPath")
+COMPANION_FILES = ("vaePath", "clipLPath", "clipGPath", "t5xxlPath", "llmPath", "taesdPath", "upscalerPath")
 TEXT_ENCODER_FILES = ("clipLPath", "clipGPath", "t5xxlPath", "llmPath")
 
 
@@ -243,6 +255,16 @@ class DiffusionParams(Params):
     """Step caching: UCache on UNet models, EasyCache on DiT models; omitted: no caching."""
     timeoutMs: Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)] | UnsetType = UNSET
     """A deadline from the request's arrival; past it the request is cancelled (`data.code` TIMEOUT)."""
+    preview_method: PreviewMethod | UnsetType = UNSET
+    """Live previews as `diffusion/preview` notifications; omitted: none. `proj`: a fixed linear map
+    of the latent to RGB, latent-sized (width/8 x height/8), nearly free. `tae`: the TAESD file
+    loaded with `modelConfig.taesdPath`, full size, cheap. `vae`: the model's VAE, full size, a
+    whole VAE decode per preview (on a model loaded with `taesdPath` the library decodes these with
+    the TAESD file too)."""
+    preview_interval: PositiveInt = 1
+    """A preview every this many sampling steps (at steps that are multiples of it)."""
+    preview_noisy: bool = False
+    """Preview the noisy latent the model is given at each step instead of its denoised estimate."""
     lora: str | list[LoraSpec] | UnsetType = UNSET
     """LoRAs for this request only: one path (weight 1, QVAC's form) or a list of `{path, weight}`.
     Files are checked like `loadModel`'s, before any work; at most `limits.maxLoras`."""
@@ -254,22 +276,51 @@ class DiffusionParams(Params):
 
 
 class DiffusionProgress(Struct, kw_only=True):
-    """Notification `diffusion/progress`: one per sampling step per image."""
+    """Notification `diffusion/progress`: per image, one tick as each phase starts and one per
+    sampling step: `encode` (step 0), `sample` (steps 1..totalSteps), `decode` (step totalSteps)."""
 
     requestId: RequestId | None
     step: int
+    """Sampling steps done for this image."""
     totalSteps: int
+    """Sampling steps this image runs."""
     elapsedMs: float
     """Since the request arrived."""
     image: int
     """Index of the image in the batch, from 0."""
     batchCount: int
+    phase: Phase = "sample"
+    """`encode` (text conditioning), `sample` (denoising), `decode` (VAE); more may come."""
+
+
+class DiffusionPreview(Struct, kw_only=True):
+    """Notification `diffusion/preview`: the picture as it forms, when `preview_method` is given.
+
+    At most one per `preview_interval` sampling steps per image, numbered like the progress ticks.
+    The last one of an image always arrives before the result; under load an earlier one may be
+    skipped rather than slow the sampling down.
+    """
+
+    requestId: RequestId | None
+    image: int
+    """Index of the image in the batch, from 0."""
+    step: int
+    """The sampling step this preview shows (1..totalSteps)."""
+    totalSteps: int
+    width: int
+    """Pixels: width/8 for `proj` (the latent's size), the image's width for `tae` and `vae`."""
+    height: int
+    png: str
+    """Base64-encoded PNG (RGB, no text chunks)."""
 
 
 class DiffusionStats(Struct, kw_only=True):
     """QVAC's `DiffusionStats`, all fields always present.
 
     The `total*` counters accumulate over the life of the loaded model, as QVAC keeps them.
+    The four phase times (QVAC's per-call ones) cover the worker's whole time on the call:
+    `conditionerMs + denoiseMs + vaeMs + postProcessMs` is `generationMs` less the hand-over
+    between processes (a few milliseconds).
     """
 
     modelLoadMs: float
@@ -290,8 +341,17 @@ class DiffusionStats(Struct, kw_only=True):
     height: int
     seed: int
     """Seed of the first image; `seeds` in the result has every image's."""
+    conditionerMs: float = 0.0
+    """This call's `encode` phase (prompt conditioning, LoRA application), over the batch."""
+    denoiseMs: float = 0.0
+    """This call's `sample` phase (previews computed by the library included), over the batch."""
+    vaeMs: float = 0.0
+    """This call's `decode` phase (the VAE decode of the final latents), over the batch."""
     postProcessMs: float = 0.0
-    """The share of `generationMs` spent upscaling after generation (`upscale`); 0 without it."""
+    """This call's work after the library returned: the attached upscaler's runs (`upscale`),
+    pixels copied out, PNG encoded, handed over."""
+    stepsPerSecond: float = 0.0
+    """Sampling steps run by this call divided by `denoiseMs`."""
 
 
 class DiffusionResult(Struct, kw_only=True):
@@ -388,6 +448,7 @@ class NoParams(Params):
 NOTIFICATIONS: dict[str, type[Struct]] = {
     "loadModel/progress": LoadModelProgress,
     "diffusion/progress": DiffusionProgress,
+    "diffusion/preview": DiffusionPreview,
     "upscale/progress": UpscaleProgress,
 }
 """Notifications the sidecar sends, by method name."""

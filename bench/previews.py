@@ -1,0 +1,77 @@
+"""Previews: what live previews cost a generation, per method, against the same job without.
+
+One sidecar, the synthetic model loaded with a synthetic TAESD file; the same job (256x256,
+4 steps, seed 42, euler) with no previews and with proj, tae and vae previews at interval 1,
+interleaved (who goes first rotates). Each method's figure is the median of its per-round ratio
+to the no-preview run of the same round. BENCH_PREVIEW_ROUNDS, BENCH_PREVIEW_SIZE and
+BENCH_PREVIEW_STEPS make a small run to check that the item works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from diffusion_sidecar_client import Sidecar
+from sidecar.synth_taesd import write_synthetic_taesd
+
+from .common import Row, direct_job, interleaved, ms_since, physical_cores, summary
+
+TITLE = "previews"
+SIZE = int(os.environ.get("BENCH_PREVIEW_SIZE", "256"))
+ROUNDS = int(os.environ.get("BENCH_PREVIEW_ROUNDS", "5"))
+JOB = {**direct_job(SIZE, SIZE), "steps": int(os.environ.get("BENCH_PREVIEW_STEPS", "4"))}
+METHODS = ("none", "proj", "tae", "vae")
+TARGETS = {"proj": 1.02, "tae": 1.10}
+
+
+async def measure(model: str) -> dict:
+    threads = physical_cores()
+    with tempfile.TemporaryDirectory() as folder:
+        taesd = str(write_synthetic_taesd(Path(folder) / "taesd.safetensors"))
+        async with await Sidecar.start(stderr=asyncio.subprocess.DEVNULL) as sidecar:
+            model_id = await sidecar.load_model(model, {"threads": threads, "taesdPath": taesd})
+            counts: dict[str, int] = {}
+
+            def run(method: str):
+                async def once() -> float:
+                    preview = {} if method == "none" else {"preview_method": method}
+                    started = time.perf_counter()
+                    call = sidecar.diffusion(modelId=model_id, **JOB, **preview)
+                    previews = [p async for p in call.preview_stream]
+                    await call.outputs
+                    counts[method] = len(previews)
+                    return ms_since(started)
+
+                return once
+
+            times = await interleaved(ROUNDS, {method: run(method) for method in METHODS})
+    ratios = {method: summary([t / base for t, base in zip(times[method], times["none"])]) for method in METHODS[1:]}
+    return {
+        "unit": "ms",
+        "job": JOB,
+        "threads": threads,
+        "rounds": ROUNDS,
+        "times": {method: summary(values) for method, values in times.items()},
+        "previews_per_request": counts,
+        "ratios": ratios,
+        "targets": TARGETS,
+    }
+
+
+def rows(result: dict) -> list[Row]:
+    job = result["job"]
+    base = result["times"]["none"]["median"]
+    return [
+        Row(
+            f"{method} previews at interval 1 / none, {job['width']}x{job['height']} {job['steps']} steps, "
+            f"{result['rounds']} interleaved rounds",
+            f"{ratio['median']:.3f} (rounds {ratio['min']:.3f}-{ratio['max']:.3f}; none {base / 1000:.1f} s; "
+            f"{result['previews_per_request'].get(method, 0)} previews)",
+            f"<= {result['targets'][method]}" if method in result["targets"] else "",
+        )
+        for method, ratio in result["ratios"].items()
+    ]
