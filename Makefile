@@ -20,7 +20,12 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	$(PY) examples/demo.py $(if $(MODEL),--model "$(MODEL)")
 
-test: $(INSTALLED) $(BINARY)
+# tests/test_portable.py runs the binary's native code on an emulated CPU without AVX-512.
+QEMU := /usr/bin/qemu-x86_64
+$(QEMU):
+	apt-get install -y qemu-user || (apt-get update && apt-get install -y qemu-user)
+
+test: $(INSTALLED) $(BINARY) $(QEMU)
 	$(PY) -m pytest
 	node --test host_clients/node/test/
 
@@ -39,7 +44,11 @@ $(BUILD_TOOLS): $(INSTALLED)
 
 # One executable with the native library inside (build/diffusion-sidecar.spec); rebuilt when what
 # it bundles changes. touch: PyInstaller leaves the file alone when the change does not reach it.
+# The library is the portable one (CPU variants chosen at run time), not the venv's -march=native
+# build: build/native_library.py compiles it with cmake (about 25 minutes cold on 2 cores) into
+# ~/.cache/diffusion-sidecar/native/, keyed by version and flags, and reuses it after that.
 $(BINARY): $(BUILD_TOOLS) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*.json host_clients/python/diffusion_sidecar_protocol/*.py build/*.py build/*.spec)
+	$(PY) build/native_library.py
 	$(PY) -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/work build/diffusion-sidecar.spec
 	touch $@
 
@@ -53,4 +62,4 @@ packages: $(INSTALLED)
 	npm pack --silent --pack-destination dist ./host_clients/node
 
 clean:
-	rm -rf $(VENV) out build/dist build/work dist
+	rm -rf $(VENV) out build/dist build/work build/native build/native-src dist

@@ -1,7 +1,8 @@
 """`make bench`: run every benchmark (or those named), print one table, write the raw figures.
 
 Run: .venv/bin/python -m bench [ITEM ...]   (items: overhead throughput ready progress output
-memory threads cancel contention previews lora upscale). Figures go to bench/results/latest.json, one top-level key per item; a
+memory threads cancel contention previews img2img portable responsiveness lora upscale). Figures go to
+bench/results/latest.json, one top-level key per item; a
 run of some items keeps the others' figures from earlier runs, each stamped with when it ran.
 """
 
@@ -18,13 +19,43 @@ from pathlib import Path
 
 from sidecar.stdio_guard import claim_stdout
 
-from . import cancel, contention, lora, memory, output, overhead, previews, progress, ready, threads, throughput, upscale
+from . import (
+    cancel,
+    contention,
+    img2img,
+    lora,
+    memory,
+    output,
+    overhead,
+    portable,
+    previews,
+    progress,
+    ready,
+    responsiveness,
+    threads,
+    throughput,
+    upscale,
+)
 from .common import NOISE_NOTE, Row, synthetic_model
 
 ITEMS = {
     module.TITLE: module
     for module in (
-        overhead, throughput, ready, progress, output, memory, threads, cancel, contention, previews, lora, upscale
+        overhead,
+        throughput,
+        ready,
+        progress,
+        output,
+        memory,
+        threads,
+        cancel,
+        contention,
+        previews,
+        img2img,
+        portable,
+        responsiveness,
+        lora,
+        upscale,
     )
 }
 LATEST = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -25,7 +25,7 @@ TITLE = "ready"
 BINARY = Path(__file__).resolve().parent.parent / "dist" / "diffusion-sidecar"
 LAUNCHES = 10
 LOADS = 5
-TARGET_MS_FROZEN = 300
+TARGET_MS_FROZEN = 200
 
 
 def launchers() -> dict[str, tuple[list[str], dict[str, str]]]:

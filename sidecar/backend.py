@@ -1,20 +1,20 @@
-"""Facts about the native backend, asked of a short-lived worker: the front never loads it."""
+"""Facts about the native backend, asked of a short-lived process: the front never loads it."""
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
-import anyio.abc
 from diffusion_sidecar_protocol.types import BackendInfo
 
+from . import early_probe
 from .errors import SidecarError
 from .worker import messages
-from .worker.process import WorkerExited, WorkerProcess
+from .worker.process import WorkerExited
 
 
 class BackendProbe:
-    def __init__(self, task_group: anyio.abc.TaskGroup, worker_command: list[str]) -> None:
-        self._task_group = task_group
-        self._worker_command = worker_command
+    def __init__(self) -> None:
         self._lock = anyio.Lock()
         self._info: BackendInfo | None = None
 
@@ -26,15 +26,12 @@ class BackendProbe:
             return self._info
 
     async def _probe(self) -> BackendInfo:
-        worker = await WorkerProcess.start(self._worker_command, "probe", self._task_group)
         try:
-            facts = await worker.request(messages.Probe(), lambda _event: None)
+            facts = await self._ask()
         except WorkerExited as exited:
             raise SidecarError(
                 "WORKER_CRASHED", f"The backend probe failed: {exited.describe()}", **exited.details()
             ) from None
-        finally:
-            await worker.stop()
         assert isinstance(facts, messages.ProbeResult)
         return BackendInfo(
             name="stable-diffusion.cpp",
@@ -43,4 +40,17 @@ class BackendProbe:
             nativeCommit=facts.native_commit,
             systemInfo=facts.system_info,
             physicalCores=facts.physical_cores,
+            cpuVariant=facts.cpu_variant,
+            cpuFeatures=facts.cpu_features,
         )
+
+    async def _ask(self) -> messages.FromWorker:
+        process = early_probe.take() or early_probe.spawn()
+        # abandon_on_cancel: a front that stops meanwhile exits without waiting for it
+        return await anyio.to_thread.run_sync(early_probe.answer, process, abandon_on_cancel=True)
+
+    async def warm(self) -> None:
+        """Probe now. Whatever fails here (even a bug) is met again, and answered as an error, by
+        whoever asks next, since a failed probe is not kept; it must not end the serve loop."""
+        with contextlib.suppress(Exception):
+            await self.info()

@@ -22,6 +22,9 @@ _LIMIT_FLAGS = [
     ("--max-models", "maxModels", "most models loaded at once"),
     ("--max-running", "maxRunning", "most generations running at once across models, cores permitting"),
     ("--max-line-bytes", "maxLineBytes", "longest input line accepted"),
+    ("--max-image-bytes", "maxImageBytes", "largest input image file (init_image, mask_image), in bytes"),
+    ("--max-image-pixels", "maxImagePixels", "largest input image in pixels, checked from its header before decoding"),
+    ("--max-prompt-bytes", "maxPromptBytes", "longest prompt and negative_prompt, in UTF-8 bytes"),
     ("--max-loras", "maxLoras", "most LoRAs in one diffusion request"),
 ]
 
@@ -85,7 +88,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--kind", choices=list(KINDS), default=DEFAULT_KIND, help=f"default: {DEFAULT_KIND}")
     synth.add_argument("directory", metavar="PATH", help="where to write it (folders are created if needed)")
+    selftest = commands.add_parser(
+        "selftest",
+        help="upscale a small picture on the native backend and print which CPU code ran it (JSON)",
+        description=(
+            "Run real native work (an ESRGAN upscale of a 16x16 picture; a synthetic 4x model with random "
+            "weights unless --upscaler names one) and print one JSON object: the CPU variant and features "
+            "the library chose for this machine, the sizes and the time taken."
+        ),
+    )
+    selftest.add_argument("--upscaler", metavar="PATH", help="an ESRGAN model file to use instead")
+    selftest.add_argument("--threads", type=int, default=1, metavar="N", help="native threads (default: 1)")
     # The front process starts model workers through this command; it is not for people.
+    commands.add_parser("probe")  # the front's backend probe (sidecar/early_probe.py); not for people
     worker = commands.add_parser("worker")
     worker.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
@@ -101,6 +116,16 @@ def main(argv: list[str] | None = None) -> None:
 
         # Not the serving path: this command's stdout is the written path, for scripts to read.
         print(write(args.kind, args.directory))
+        return
+    if args.command == "selftest":
+        from .selftest import run as selftest
+
+        selftest(args.upscaler, args.threads)
+        return
+    if args.command == "probe":
+        from .worker.main import probe
+
+        probe()
         return
     if args.command == "worker":
         from .worker.main import run

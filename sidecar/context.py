@@ -55,7 +55,8 @@ class ServerState:
         count = 0
         for key, request in list(self.active.items()):
             matches = key == request_id if model_id is None else request.model_id == model_id
-            if matches and request.model_id is not None and request.cancel_reason is None:
+            cancellable = request.model_id is not None or request.method == "loadModel"
+            if matches and cancellable and request.cancel_reason is None:
                 if queued_only and request.running:
                     continue
                 request.cancel(SidecarError("CANCELLED", "Request cancelled", requestId=key))
@@ -69,6 +70,9 @@ class ServerState:
         self.stopping.set()
         for model_id in self.models.ids():
             self.cancel(model_id=model_id, queued_only=True)
+        for key, request in list(self.active.items()):
+            if request.method == "loadModel":  # a half-loaded model is of no use to anyone
+                request.cancel(SidecarError("CANCELLED", "The sidecar is shutting down; the load was cancelled", requestId=key))
         await self.models.stop_all(SidecarError("SHUTTING_DOWN", "The sidecar is shutting down"))
 
 

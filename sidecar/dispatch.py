@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 import traceback
@@ -18,6 +19,7 @@ from .jsonrpc import (
     ErrorResponse,
     Message,
     SuccessResponse,
+    decode_json,
     encode,
     encode_batch,
     error_response,
@@ -74,6 +76,11 @@ async def respond(message: Message, server: ServerState, received_at: float = 0.
     return None if message.is_notification else reply
 
 
+@functools.cache
+def _params_decoder(params_type: type) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(params_type)
+
+
 def _cancelled(active: ActiveRequest) -> SidecarError:
     error = active.cancel_reason or SidecarError("TIMEOUT", "The request's timeoutMs passed; it was cancelled")
     error.data.update(active.partial)
@@ -87,7 +94,7 @@ async def _call(message: Message, ctx: RequestContext) -> object:
     if ctx.server.stopping.is_set() and not method.allowed_while_stopping:
         raise SidecarError("SHUTTING_DOWN", "The sidecar is shutting down and takes no new requests")
     try:
-        params = msgspec.json.decode(message.params, type=method.params)
+        params = decode_json(_params_decoder(method.params), message.params)
     except msgspec.ValidationError as error:
         raise from_validation_error(error) from None
     except UNDECODABLE as error:

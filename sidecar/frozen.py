@@ -18,6 +18,16 @@ import signal
 import sys
 
 _PR_SET_PDEATHSIG = 1
+# Where the spec puts the portable native library and its CPU variants inside the bundle.
+BUNDLED_LIBRARY = ("native", "libstable-diffusion.so")
+
+
+def use_bundled_library() -> None:
+    """Point the binding at the bundled library; call before it is imported (in every process).
+
+    A host that sets STABLE_DIFFUSION_CPP_LIB itself (say, to a GPU build) keeps its choice.
+    """
+    os.environ.setdefault("STABLE_DIFFUSION_CPP_LIB", os.path.join(sys._MEIPASS, *BUNDLED_LIBRARY))  # type: ignore[attr-defined]
 
 
 def follow_launcher() -> None:

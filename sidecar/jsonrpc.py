@@ -6,7 +6,8 @@ JSON document, so every encoded message is exactly one line).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from diffusion_sidecar_protocol.types import RequestId
@@ -66,17 +67,53 @@ class BadMessage(Exception):
 
 
 _batch_decoder = msgspec.json.Decoder(list[Raw])
+_any_decoder = msgspec.json.Decoder()
 
 # Besides DecodeError, msgspec raises RecursionError for JSON nested deeper than it decodes and
 # UnicodeDecodeError for strings that are not UTF-8: none of them is valid JSON text.
 UNDECODABLE = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
 
+T = TypeVar("T")
+
+# A JSON string escape: a surrogate pair, a lone surrogate, or any other escape (consumed whole, so
+# that `\\ud83d`, an escaped backslash before the letters "ud83d", is left alone).
+_ESCAPE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\\.", re.DOTALL
+)
+_LONE_SURROGATE_ESCAPE_LENGTH = len(rb"\ud83d")
+
+
+def decode_json(decoder: msgspec.json.Decoder[T], data: bytes | Raw) -> T:
+    """Decode, reading text that is not well-formed Unicode the way UTF-8 encoders write it.
+
+    JavaScript hosts produce lone UTF-16 surrogates (a string cut through an emoji) and
+    `JSON.stringify` sends them as escapes like `\\ud83d`; msgspec refuses the whole document for
+    one, id and all. Such a surrogate, and any byte that is not UTF-8, reads as U+FFFD. The repair
+    runs only when decoding failed, so well-formed input costs nothing extra.
+    """
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        repaired = _well_formed(bytes(data))
+        if repaired == bytes(data):
+            raise
+    return decoder.decode(repaired)
+
+
+def _well_formed(data: bytes) -> bytes:
+    return _ESCAPE.sub(_replace_lone_surrogate, data.decode("utf-8", "replace").encode())
+
+
+def _replace_lone_surrogate(escape: re.Match[bytes]) -> bytes:
+    return rb"\ufffd" if len(escape[0]) == _LONE_SURROGATE_ESCAPE_LENGTH else escape[0]
+
+
 def decode_line(line: bytes) -> Message | list[Message | BadMessage]:
     """One line: a message, or a batch (a JSON array) whose bad members are kept in place."""
     if line.startswith(b"["):
         try:
-            members = _batch_decoder.decode(line)
+            members = decode_json(_batch_decoder, line)
         except UNDECODABLE as error:
             raise _parse_error(error) from None
         if not members:
@@ -94,7 +131,7 @@ def _member(raw: bytes) -> Message | BadMessage:
 
 def decode_message(line: bytes) -> Message:
     try:
-        return _message_decoder.decode(line)
+        return decode_json(_message_decoder, line)
     except msgspec.ValidationError as error:
         invalid = SidecarError("INVALID_REQUEST", f"Invalid request: {error}")
         raise BadMessage(invalid, _salvage_id(line)) from None
@@ -118,7 +155,7 @@ def _salvage_id(line: bytes) -> RequestId | None:
     is not JSON at all must still be a parse error, which outranks an invalid request.
     """
     try:
-        value = msgspec.json.decode(line)
+        value = decode_json(_any_decoder, line)
     except UNDECODABLE as error:
         raise _parse_error(error) from None
     if isinstance(value, dict) and isinstance(request_id := value.get("id"), (int, str)) and not isinstance(request_id, bool):

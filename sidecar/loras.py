@@ -20,6 +20,7 @@ import msgspec
 from diffusion_sidecar_protocol.types import LoraSpec
 
 from .errors import invalid_params, limit_exceeded
+from .paths import checked_file
 from .worker import messages
 
 # A safetensors header longer than this is not a LoRA's (the format itself caps it at 100 MB).
@@ -47,21 +48,13 @@ async def resolve(
         raise limit_exceeded("lora", "maxLoras", max_loras, len(specs))
     loras: list[messages.Lora] = []
     for field, spec in specs:
-        path = await _checked_file(field, spec.path, root)
+        path = await checked_file(field, spec.path, root)
         if any(lora.path == path for lora in loras):
             raise invalid_params(field, "names a file already in the list (give it one weight instead)")
         short_hash = await anyio.to_thread.run_sync(_identified, field, path)
         name = os.path.splitext(os.path.basename(path))[0].replace(":", "").replace(",", "")
         loras.append(messages.Lora(path=path, weight=spec.weight, name=name, short_hash=short_hash))
     return loras
-
-
-async def _checked_file(field: str, value: str, root: str | None) -> str:
-    # TODO(lead): `await paths.checked_file(field, value, root)` once issue 11's sidecar/paths.py
-    # lands (regular files only, off the event loop); until then loadModel's check, in a thread.
-    from .handlers.load_model import checked_file
-
-    return await anyio.to_thread.run_sync(checked_file, field, value, root)
 
 
 def _identified(field: str, path: str) -> str:

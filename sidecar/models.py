@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
-from diffusion_sidecar_protocol.types import DiffusionStats
+import msgspec
+from diffusion_sidecar_protocol.types import DiffusionStats, ModelTotals
 
 from .errors import SidecarError
 from .scheduler import Demand
@@ -68,6 +69,12 @@ class FifoGate:
         return Ticket(self._queue, next_in_line)
 
 
+# A model whose workers crash this many times in a row (no request answered in between) is unloaded
+# instead of reloaded: the crash is in the model or the machine, and reloading would only crash again.
+# Counted in requests rather than seconds, so a slow machine and a fast one judge alike.
+CRASH_LIMIT = 3
+
+
 def elapsed_ms(since: float) -> float:
     return round((time.monotonic() - since) * 1000, 3)
 
@@ -79,6 +86,8 @@ class ModelSettings:
     name: str
     """Shown as `Model` in each PNG's parameters."""
     vae_tiling: bool
+    files: dict[str, str] = field(default_factory=dict)
+    """The files it is loaded from, by the `loadModel` field that named them (for `listModels`)."""
 
 
 @dataclass(eq=False)
@@ -96,6 +105,12 @@ class LoadedModel:
     gate: FifoGate = field(default_factory=FifoGate)
     stop_reason: SidecarError | None = None
     """Set when the sidecar ends the worker on purpose; pending requests end with this error."""
+    on_crash: Callable[[LoadedModel, WorkerProcess, WorkerExited], SidecarError | None] = lambda *_: None
+    """Called once per crashed worker; returns the error the model was unloaded with, if it was."""
+    reloading: bool = False
+    """True while the model is being loaded into a fresh worker (after a cancel or a crash)."""
+    crashes: int = 0
+    """Worker crashes since a worker last answered a request."""
     total_generation_ms: float = 0.0
     total_steps: int = 0
     total_generations: int = 0
@@ -117,46 +132,50 @@ class LoadedModel:
     async def request(
         self, message: messages.ToWorker, on_event: Callable[[messages.FromWorker], None]
     ) -> messages.FromWorker:
+        worker = self.worker
         try:
-            return await self.worker.request(message, on_event)
+            reply = await worker.request(message, on_event)
         except WorkerExited as exited:
-            if self.stop_reason is not None:
+            if self.stop_reason is not None and not worker.crashed:
                 raise self.stop_reason from None
+            # Before this request leaves the queue: the reload must go before the next request.
+            unloaded = self.on_crash(self, worker, exited)
+            recovery = "it was unloaded: " + unloaded.message if unloaded else "it is being reloaded in a fresh worker"
             raise SidecarError(
                 "WORKER_CRASHED",
-                f"The worker process of model {self.model_id} died ({exited.describe()}); "
-                "load the model again to use it",
+                f"The worker process of model {self.model_id} died ({exited.describe()}); {recovery}",
                 modelId=self.model_id,
+                modelReloading=unloaded is None,
                 **exited.details(),
             ) from None
+        self.crashes = 0
+        return reply
 
-    def record(
-        self, *, generation_ms: float, steps: int, width: int, height: int, seeds: list[int], post_process_ms: float = 0.0
-    ) -> DiffusionStats:
+    def record(self, *, generation_ms: float, steps: int, width: int, height: int, seeds: list[int]) -> DiffusionStats:
         images = len(seeds)
         self.total_generation_ms += generation_ms
         self.total_steps += steps * images
         self.total_generations += 1
         self.total_images += images
         self.total_pixels += width * height * images
-        return DiffusionStats(
+        totals = msgspec.structs.asdict(self.totals())
+        return DiffusionStats(**totals, generationMs=generation_ms, width=width, height=height, seed=seeds[0])
+
+    def totals(self) -> ModelTotals:
+        return ModelTotals(
             modelLoadMs=self.load_ms,
-            generationMs=generation_ms,
             totalGenerationMs=round(self.total_generation_ms, 3),
             totalWallMs=elapsed_ms(self.load_started),
             totalSteps=self.total_steps,
             totalGenerations=self.total_generations,
             totalImages=self.total_images,
             totalPixels=self.total_pixels,
-            width=width,
-            height=height,
-            seed=seeds[0],
-            postProcessMs=post_process_ms,
         )
 
 
 @dataclass
 class _PendingLoad:
+    settings: ModelSettings
     done: anyio.Event = field(default_factory=anyio.Event)
     model: LoadedModel | None = None
     error: SidecarError | None = None
@@ -172,6 +191,8 @@ class ModelManager:
         self._pending: dict[str, _PendingLoad] = {}
         self._starting: set[WorkerProcess] = set()
         self._stop_reason: SidecarError | None = None
+        self._unloaded: dict[str, SidecarError] = {}
+        """Why models that the sidecar unloaded by itself are gone, until they are loaded again."""
 
     @staticmethod
     def model_id(load_key: str) -> str:
@@ -179,6 +200,12 @@ class ModelManager:
 
     def ids(self) -> list[str]:
         return list(self._models)
+
+    def entries(self) -> list[tuple[str, ModelSettings, LoadedModel | None]]:
+        """Every model loaded or being loaded (None for the model while it loads), in load order."""
+        loaded = [(model_id, model.settings, model) for model_id, model in self._models.items()]
+        loading = [(model_id, pending.settings, None) for model_id, pending in self._pending.items()]
+        return loaded + loading
 
     def count(self) -> int:
         """Models loaded or being loaded."""
@@ -192,6 +219,9 @@ class ModelManager:
         try:
             return self._models[model_id]
         except KeyError:
+            if unloaded := self._unloaded.get(model_id):
+                data = {key: value for key, value in unloaded.data.items() if key != "code"}
+                raise SidecarError(unloaded.code, unloaded.message, **data) from None
             raise SidecarError(
                 "MODEL_NOT_LOADED", f"No model is loaded with id {model_id!r}", modelId=model_id
             ) from None
@@ -203,22 +233,25 @@ class ModelManager:
         model_id = self.model_id(load_key)
         if model := self._models.get(model_id):
             return model, True
-        if pending := self._pending.get(model_id):
+        while pending := self._pending.get(model_id):
             await pending.done.wait()
             if pending.error is not None:
                 raise pending.error
-            assert pending.model is not None
-            return pending.model, True
-        pending = self._pending[model_id] = _PendingLoad()
+            if pending.model is not None:
+                return pending.model, True
+            # That load was cancelled: this request's own load takes its place.
+        pending = self._pending[model_id] = _PendingLoad(settings)
         try:
             started = time.monotonic()
             worker, reply = await self._start_worker(load, model_id, on_progress)
             model = LoadedModel(
                 model_id, load, worker, settings, reply.family, reply.size_multiple, started, elapsed_ms(started)
             )
+            model.on_crash = self._crashed
             model.upscale_factor = reply.upscale_factor
             self._models[model_id] = model
-            self._task_group.start_soon(self._forget_if_it_dies, model, worker)
+            self._unloaded.pop(model_id, None)
+            self._task_group.start_soon(self._watch, model, worker)
             pending.model = model
             return model, False
         except SidecarError as error:
@@ -259,12 +292,37 @@ class ModelManager:
         assert isinstance(reply, messages.Loaded)
         return worker, reply
 
-    async def _forget_if_it_dies(self, model: LoadedModel, worker: WorkerProcess) -> None:
+    async def _watch(self, model: LoadedModel, worker: WorkerProcess) -> None:
+        """Notice a worker that dies between requests (a request notices it dying on its own)."""
         exited = await worker.wait()
-        if worker.ended_on_purpose or self._models.get(model.model_id) is not model:
-            return
+        if not worker.ended_on_purpose:
+            self._crashed(model, worker, exited)
+
+    def _crashed(self, model: LoadedModel, worker: WorkerProcess, exited: WorkerExited) -> SidecarError | None:
+        """Reload the model in a fresh worker, or unload it when its workers keep crashing.
+
+        Returns the error it was unloaded with, or None while it comes back.
+        """
+        if worker.crashed or worker.ended_on_purpose or self._models.get(model.model_id) is not model:
+            return model.stop_reason  # already handled, or no crash: the sidecar ended it
+        worker.crashed = True
+        model.crashes += 1
+        print(f"model {model.model_id}: {exited.describe()}", file=sys.stderr, flush=True)
+        if model.crashes < CRASH_LIMIT:
+            self._reload_soon(model)
+            return None
+        reason = SidecarError(
+            "MODEL_NOT_LOADED",
+            f"Model {model.model_id} was unloaded: its worker crashed {model.crashes} times in a row "
+            f"(last: {exited.describe()}); load it again to retry",
+            modelId=model.model_id,
+            reason="crashLoop",
+            crashes=model.crashes,
+            lastCrash=exited.details(),
+        )
+        model.stop_reason = self._unloaded[model.model_id] = reason
         del self._models[model.model_id]
-        print(f"model {model.model_id} is no longer loaded: {exited.describe()}", file=sys.stderr, flush=True)
+        return reason
 
     def abandon_running_request(self, model: LoadedModel) -> None:
         """End a worker in the middle of a request (the library cannot be interrupted otherwise).
@@ -273,26 +331,38 @@ class ModelManager:
         takes the turn right behind the abandoned request.
         """
         model.worker.kill()
-        reload_turn = model.gate.ticket(next_in_line=True)
-        self._task_group.start_soon(self._reload, model, reload_turn)
+        self._reload_soon(model)
+
+    def _reload_soon(self, model: LoadedModel) -> None:
+        """Load the model into a fresh worker, taking the turn right behind the current request."""
+        model.reloading = True
+        self._task_group.start_soon(self._reload, model, model.gate.ticket(next_in_line=True))
 
     async def _reload(self, model: LoadedModel, turn: Ticket) -> None:
         async with turn:
             if model.stop_reason is not None:
+                model.reloading = False
                 return
             try:
                 worker, _ = await self._start_worker(model.load, model.model_id, lambda loaded, total: None)
             except SidecarError as error:
                 model.stop_reason = SidecarError(
-                    "MODEL_NOT_LOADED", f"Model {model.model_id} could not be reloaded: {error.message}"
+                    "MODEL_NOT_LOADED",
+                    f"Model {model.model_id} could not be reloaded: {error.message}",
+                    modelId=model.model_id,
+                    reason="reloadFailed",
                 )
-                self._models.pop(model.model_id, None)
+                if self._models.get(model.model_id) is model:
+                    self._unloaded[model.model_id] = model.stop_reason
+                    del self._models[model.model_id]
                 return
+            finally:
+                model.reloading = False
             if model.stop_reason is not None:  # unloaded or shut down while reloading
                 await worker.stop()
                 return
             model.worker = worker
-            self._task_group.start_soon(self._forget_if_it_dies, model, worker)
+            self._task_group.start_soon(self._watch, model, worker)
 
     async def unload(self, model_id: str) -> None:
         model = self.get(model_id)

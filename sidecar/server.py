@@ -32,7 +32,7 @@ async def serve(log_level: str, limits: Limits) -> int:
     command = worker_command(log_level)
     async with anyio.create_task_group() as background:
         background.start_soon(outbox.run)
-        backend = BackendProbe(background, command)
+        backend = BackendProbe()
 
         async def physical_cores() -> int:  # the native default thread count
             return (await backend.info()).physicalCores
@@ -45,6 +45,7 @@ async def serve(log_level: str, limits: Limits) -> int:
             scheduler=ComputeScheduler(limits.maxRunning, physical_cores),
         )
         background.start_soon(_stop_on_signals, server)
+        background.start_soon(server.backend.warm)  # collects the probe started before the imports
         async with anyio.create_task_group() as requests:
             with anyio.CancelScope() as reading:
                 background.start_soon(_cancel_when_stopping, server, reading)

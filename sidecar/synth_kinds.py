@@ -30,15 +30,13 @@ KINDS: dict[str, SynthKind] = {
         "write_synthetic_lora",
         "a kohya-format rank-4 LoRA for the sd1 model, UNet and text encoder (PATH is a .safetensors file)",
     ),
-    "esrgan": SynthKind(
-        "synth_esrgan",
-        "write_synthetic_esrgan",
-        "a RealESRGAN-architecture x4 upscaler, one RRDB block (PATH is a .safetensors file)",
-    ),
     "taesd": SynthKind(
         "synth_taesd",
         "write_synthetic_taesd",
         "a TAESD tiny autoencoder for the sd1 model's `tae` previews (PATH is a .safetensors file)",
+    ),
+    "esrgan": SynthKind(
+        "synth_esrgan", "write_synthetic_esrgan", "a 4x RealESRGAN upscaler with one RRDB block (PATH is a .safetensors file)"
     ),
 }
 DEFAULT_KIND = "sd1"

@@ -10,9 +10,10 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
 from diffusion_sidecar_client import Sidecar
+
 from sidecar import __version__
+from sidecar.frozen import BUNDLED_LIBRARY
 from tests.harness import RawSidecar, descendant_pids, kill, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio
@@ -37,10 +38,11 @@ async def test_workers_run_from_the_files_the_launcher_unpacked(
     frozen_binary: Path, synthetic_model: str, tmp_path: Path
 ) -> None:
     sidecar = await Sidecar.start([str(frozen_binary)], env={"TMPDIR": str(tmp_path)})
+    await sidecar.initialize()  # the backend probe, started with the front, has ended by its answer
     await sidecar.load_model(synthetic_model)
     await sidecar.load_model(synthetic_model, {"threads": 1})
     (unpacked,) = tmp_path.glob("_MEI*")  # one unpacking for the serving process and both workers
-    library = unpacked / "stable_diffusion_cpp" / "lib" / "libstable-diffusion.so"
+    library = unpacked.joinpath(*BUNDLED_LIBRARY)
     workers = worker_pids(sidecar.pid)
     assert len(workers) == 2
     for pid in workers:
@@ -53,6 +55,7 @@ async def test_killing_the_launcher_ends_every_process_and_removes_the_unpacked_
     frozen_binary: Path, synthetic_model: str, tmp_path: Path
 ) -> None:
     sidecar = await Sidecar.start([str(frozen_binary)], env={"TMPDIR": str(tmp_path)})
+    await sidecar.initialize()  # the backend probe, started with the front, has ended by its answer
     await sidecar.load_model(synthetic_model)
     below = descendant_pids(sidecar.pid)
     assert len(below) == 2 and len(list(tmp_path.glob("_MEI*"))) == 1

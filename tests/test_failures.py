@@ -5,11 +5,13 @@ every request gets exactly one answer, and no process is left behind.
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 import pytest
 
 from diffusion_sidecar_client import Sidecar, SidecarExited
+from sidecar.models import CRASH_LIMIT
 from tests.harness import RawSidecar, descendant_pids, kill, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio
@@ -79,33 +81,56 @@ async def test_worker_killed_mid_load(raw: RawSidecar, synthetic_model: str) -> 
     assert await _load(raw, synthetic_model)
 
 
-async def test_worker_killed_mid_generation(raw: RawSidecar, synthetic_model: str) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+async def test_worker_killed_mid_generation_comes_back_in_a_fresh_worker(
+    raw: RawSidecar, synthetic_model: str, sig: signal.Signals
+) -> None:
     model_id = await _load(raw, synthetic_model)
     (worker,) = worker_pids(raw.process.pid)
     request_id = await _start_generation(raw, model_id)
-    kill(worker)
+    queued = await raw.send("diffusion", {"modelId": model_id, **SMALL, "steps": 1, "seed": 3})
+    kill(worker, sig)
     error = (await raw.response(request_id))["error"]
     assert error["code"] == -32003 and error["data"]["code"] == "WORKER_CRASHED"
-    assert error["data"]["signal"] == "SIGKILL" and error["data"]["modelId"] == model_id
-    assert isinstance(error["data"]["stderr"], list)
-    # The sidecar keeps serving; the model must be loaded again, and then it works.
-    assert "serverName" in (await raw.call("initialize"))["result"]
-    gone = await raw.call("diffusion", {"modelId": model_id, **SMALL, "steps": 1})
-    assert gone["error"]["data"]["code"] == "MODEL_NOT_LOADED"
-    reloaded = await raw.call("loadModel", {"modelPath": synthetic_model})
-    assert reloaded["result"]["modelId"] == model_id and reloaded["result"]["alreadyLoaded"] is False
-    again = await raw.call("diffusion", {"modelId": model_id, **SMALL, "steps": 1})
-    assert len(again["result"]["outputs"]) == 1
+    assert error["data"]["signal"] == sig.name and error["data"]["modelId"] == model_id
+    assert error["data"]["modelReloading"] is True and isinstance(error["data"]["stderr"], list)
+    # The request queued behind the crash runs on the fresh worker, without a new loadModel.
+    assert len((await raw.response(queued))["result"]["outputs"]) == 1
+    (fresh,) = worker_pids(raw.process.pid)
+    assert fresh != worker
+    again = await raw.call("loadModel", {"modelPath": synthetic_model})
+    assert again["result"]["alreadyLoaded"] is True
 
 
-async def test_requests_queued_behind_a_crash_are_answered_too(raw: RawSidecar, synthetic_model: str) -> None:
+async def test_worker_that_dies_between_requests_is_replaced(raw: RawSidecar, synthetic_model: str) -> None:
     model_id = await _load(raw, synthetic_model)
     (worker,) = worker_pids(raw.process.pid)
-    running = await _start_generation(raw, model_id)
-    queued = await raw.send("diffusion", {"modelId": model_id, **SMALL, "steps": 1})
     kill(worker)
-    assert (await raw.response(running))["error"]["data"]["code"] == "WORKER_CRASHED"
-    assert (await raw.response(queued))["error"]["data"]["code"] == "WORKER_CRASHED"
+    # With no request to notice it, the sidecar starts a fresh worker by itself.
+    async with asyncio.timeout(60):
+        while not worker_pids(raw.process.pid) - {worker}:
+            await asyncio.sleep(0.05)  # polling a condition, not waiting for a time
+    assert len((await raw.call("diffusion", {"modelId": model_id, **SMALL, "steps": 1}))["result"]["outputs"]) == 1
+
+
+async def test_crash_loop_unloads_the_model_and_says_why(raw: RawSidecar, synthetic_model: str) -> None:
+    model_id = await _load(raw, synthetic_model)
+    errors = []
+    for _ in range(CRASH_LIMIT):
+        (worker,) = worker_pids(raw.process.pid)
+        request_id = await _start_generation(raw, model_id)
+        kill(worker)
+        errors.append((await raw.response(request_id))["error"])
+    assert [error["data"]["modelReloading"] for error in errors] == [True] * (CRASH_LIMIT - 1) + [False]
+    assert "unloaded" in errors[-1]["message"]
+    gone = (await raw.call("diffusion", {"modelId": model_id, **SMALL, "steps": 1}))["error"]
+    assert gone["code"] == -32001 and gone["data"]["code"] == "MODEL_NOT_LOADED"
+    assert gone["data"]["reason"] == "crashLoop" and gone["data"]["crashes"] == CRASH_LIMIT
+    assert gone["data"]["lastCrash"]["signal"] == "SIGKILL"
+    assert worker_pids(raw.process.pid) == set()
+    # Loading it again clears the verdict.
+    assert (await raw.call("loadModel", {"modelPath": synthetic_model}))["result"]["alreadyLoaded"] is False
+    assert "result" in await raw.call("diffusion", {"modelId": model_id, **SMALL, "steps": 1})
 
 
 async def test_stdin_closed_mid_generation_exits_cleanly_without_orphans(raw: RawSidecar, synthetic_model: str) -> None:
@@ -165,3 +190,10 @@ async def test_client_calls_fail_at_once_when_the_sidecar_dies(
         await call.stats
     with pytest.raises(SidecarExited):
         await sidecar.initialize()
+
+
+async def test_workers_skip_the_native_debugger_on_abort(raw: RawSidecar, synthetic_model: str) -> None:
+    await _load(raw, synthetic_model)
+    (worker,) = worker_pids(raw.process.pid)
+    environment = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+    assert b"GGML_NO_BACKTRACE=1" in environment

@@ -113,8 +113,9 @@ async def test_requests_after_shutdown_began_are_refused(raw: RawSidecar, synthe
         # Found by the fuzzer: msgspec raises RecursionError and UnicodeDecodeError, not DecodeError.
         (b"[" * 5000 + b"]" * 5000, -32700, None),
         (b'{"jsonrpc":"2.0","id":3,"method":"diffusion","params":{"x":' + b"[" * 5000 + b"]" * 5000 + b"}}", -32700, None),
-        (b'{"jsonrpc":"2.0","id":4,"method":"diffusion","params":{"prompt":"\x80"}}', -32700, 4),
-        (b'"\x80"', -32700, None),
+        # Bytes that are not UTF-8 read as U+FFFD: the request is judged as any other.
+        (b'{"jsonrpc":"2.0","id":4,"method":"diffusion","params":{"prompt":"\x80"}}', -32602, 4),
+        (b'"\x80"', -32600, None),
         (b"0\x00", -32700, None),
     ],
 )

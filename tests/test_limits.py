@@ -11,7 +11,7 @@ from tests.harness import RawSidecar, worker_pids
 pytestmark = pytest.mark.anyio
 
 FLAGS = ["--max-steps", "5", "--max-pixels", "8192", "--max-batch-count", "2", "--max-queue", "1"]
-FLAGS += ["--max-models", "1", "--max-line-bytes", "4000"]
+FLAGS += ["--max-models", "1", "--max-line-bytes", "4000", "--max-prompt-bytes", "100"]
 SMALL = {"prompt": "a field", "width": 64, "height": 64, "steps": 1}
 
 
@@ -36,6 +36,7 @@ async def test_initialize_reports_the_limits(sidecar: RawSidecar) -> None:
     assert (limits["maxSteps"], limits["maxPixels"], limits["maxBatchCount"]) == (5, 8192, 2)
     assert (limits["maxQueue"], limits["maxModels"], limits["maxLineBytes"]) == (1, 1, 4000)
     assert limits["modelsRoot"] is None
+    assert limits["maxPromptBytes"] == 100
 
 
 @pytest.mark.parametrize(
@@ -44,10 +45,17 @@ async def test_initialize_reports_the_limits(sidecar: RawSidecar) -> None:
         ({"steps": 6}, "maxSteps", "steps"),
         ({"width": 128, "height": 128}, "maxPixels", "width"),
         ({"batch_count": 3}, "maxBatchCount", "batch_count"),
+        ({"prompt": "x" * 101}, "maxPromptBytes", "prompt"),
+        ({"negative_prompt": "\u00e9" * 51}, "maxPromptBytes", "negative_prompt"),  # 51 characters, 102 bytes
     ],
 )
 async def test_generation_limits(sidecar: RawSidecar, params: dict, limit: str, field: str) -> None:
     _exceeded(await sidecar.call("diffusion", {"modelId": sidecar.model_id, **SMALL, **params}), limit, field)
+
+
+async def test_prompt_at_the_byte_limit_is_accepted(sidecar: RawSidecar) -> None:
+    params = {"modelId": sidecar.model_id, **SMALL, "prompt": "x" * 100, "negative_prompt": "\u00e9" * 50}
+    assert "result" in await sidecar.call("diffusion", params)
 
 
 async def test_max_models(sidecar: RawSidecar, synthetic_model: str) -> None:

@@ -11,6 +11,7 @@ from typing import get_args
 import pytest
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 from diffusion_sidecar_protocol.types import (
+    DEFAULT_SIDE,
     HIRES_UPSCALERS,
     DiffusionParams,
     HiresParams,
@@ -38,12 +39,14 @@ def test_diffusion_defaults_are_sd_img_gen_params_init() -> None:
     native = sd.sd_img_gen_params_t()
     init(ctypes.byref(native))
     ours = DiffusionParams(modelId="m", prompt="p")
-    assert (ours.width, ours.height) == (native.width, native.height)
+    assert (DEFAULT_SIDE, DEFAULT_SIDE) == (native.width, native.height)  # omitted width/height, no init_image
     assert ours.steps == native.sample_params.sample_steps
     assert ours.cfg_scale == native.sample_params.guidance.txt_cfg
     assert ours.guidance == native.sample_params.guidance.distilled_guidance
     assert ours.batch_count == native.batch_count
     assert ours.seed == native.seed == -1
+    assert ours.strength == native.strength
+    assert native.sample_params.guidance.img_cfg == float("inf")  # omitted img_cfg_scale: "same as cfg_scale"
     assert native.sample_params.sample_method == sd.SampleMethod.SAMPLE_METHOD_COUNT  # "choose per model"
     assert native.sample_params.scheduler == sd.Scheduler.SCHEDULER_COUNT
     assert native.vae_tiling_params.enabled is False

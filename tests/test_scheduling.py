@@ -277,7 +277,7 @@ async def test_a_request_on_another_model_starts_after_the_first_finishes(sideca
     second = await sidecar.send("diffusion", {"modelId": sidecar.models[1], **SMALL})
     assert "result" in await sidecar.response(first) and "result" in await sidecar.response(second)
     first_ticks, second_ticks = _ticks(sidecar, first), _ticks(sidecar, second)
-    assert len(first_ticks) == len(second_ticks) == 2
+    assert len(first_ticks) == len(second_ticks) == 4  # encode, 2 sampling steps, decode
     assert first_ticks[-1] < _answer_at(sidecar, first) < second_ticks[0]
 
 
@@ -288,6 +288,17 @@ async def test_a_request_waiting_for_the_device_is_queued_for_max_queue(sidecar:
     full = _error(await sidecar.call("diffusion", {"modelId": sidecar.models[1], **SMALL}), "QUEUE_FULL")
     assert full["data"]["modelId"] == sidecar.models[1]
     assert sidecar.responses_to(running) == [] and sidecar.responses_to(waiting) == []
+    await sidecar.call("cancel", {"requestId": running})
+    assert len((await sidecar.response(waiting))["result"]["outputs"]) == 1
+
+
+async def test_list_models_shows_each_request_with_its_place_on_the_device(sidecar: RawSidecar) -> None:
+    running = await _running(sidecar, sidecar.models[0])
+    waiting = await sidecar.send("diffusion", {"modelId": sidecar.models[1], **SMALL})
+    listed = {model["modelId"]: model for model in (await sidecar.call("listModels"))["result"]["models"]}
+    assert listed[sidecar.models[0]]["requests"] == [{"requestId": running, "running": True, "place": None}]
+    assert listed[sidecar.models[1]]["requests"] == [{"requestId": waiting, "running": False, "place": 0}]
+    assert (listed[sidecar.models[1]]["running"], listed[sidecar.models[1]]["queued"]) == (0, 1)
     await sidecar.call("cancel", {"requestId": running})
     assert len((await sidecar.response(waiting))["result"]["outputs"]) == 1
 

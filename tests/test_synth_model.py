@@ -83,3 +83,20 @@ def test_taesd_kind_writes_the_tae_layout_deterministically(tmp_path: Path) -> N
     assert tensors["decoder.layers.18.weight"] == [3, 64, 3, 3]
     assert tensors["encoder.layers.14.weight"] == [4, 64, 3, 3]
     assert "decoder.layers.6.bias" not in tensors and "decoder.layers.2.conv.4.weight" in tensors
+def test_the_esrgan_kind_has_the_names_and_size_stable_diffusion_cpp_reads(tmp_path: Path) -> None:
+    written = subprocess.run(
+        [sys.executable, "-m", "sidecar", "synth-model", "--kind", "esrgan", str(tmp_path / "up.safetensors")],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    with open(written, "rb") as file:
+        header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
+    header.pop("__metadata__")
+    names = set(header)
+    assert {"conv_first.weight", "conv_body.weight", "conv_up1.weight", "conv_up2.weight", "conv_hr.weight",
+            "conv_last.weight"} <= names  # fmt: skip
+    assert {f"body.0.rdb{d}.conv{c}.weight" for d in (1, 2, 3) for c in range(1, 6)} <= names
+    assert not any(name.startswith("body.1.") for name in names)  # one RRDB block
+    assert header["conv_last.weight"]["shape"] == [3, 64, 3, 3]
+    assert header["body.0.rdb1.conv5.weight"]["shape"] == [64, 64 + 4 * 32, 3, 3]
+    parameters = sum(math.prod(entry["shape"]) for entry in header.values())
+    assert 850_000 < parameters < 900_000

@@ -60,6 +60,17 @@ export interface DiffusionClientParams {
   preview_interval?: number;
   /** Preview the noisy latent instead of the denoised estimate. Default false. */
   preview_noisy?: boolean;
+  /**
+   * img2img: the source image file (PNG, JPEG, WebP, GIF or BMP) as base64, a `data:image/...;base64,`
+   * URL also accepted. Without `width`/`height` the output takes its size (EXIF orientation applied).
+   */
+  init_image?: string;
+  /** img2img: how much is redrawn, 0..1 (default 0.75); runs `int(steps * strength) + 1` steps. */
+  strength?: number;
+  /** Inpainting (needs `init_image`): white = repaint, black = keep; resized to the output. */
+  mask_image?: string;
+  /** With `init_image`: image guidance of instruct-pix2pix and inpainting models; default: `cfg_scale`. */
+  img_cfg_scale?: number;
   /** LoRAs for this request only: one path (weight 1) or a list of `{ path, weight }`. */
   lora?: string | LoraSpec[];
   /** Upscale each image with the model's `upscalerPath` file: `true` (once) or `{ repeats }`. */
@@ -90,6 +101,15 @@ export interface HiresParams {
   denoising_strength?: number;
   /** sd-cli's names, any case (`Latent`, `Latent (nearest)`, ..., `Lanczos`, `Nearest`), or `model`. */
   upscaler?: string;
+}
+
+/** An image file: its bytes (encoded to base64 by the client), or a base64 string as is. */
+export type ImageInput = string | Uint8Array;
+
+/** What `diffusion()` takes: the protocol's params, with image files also as bytes (Buffer too). */
+export interface DiffusionOptions extends Omit<DiffusionClientParams, "init_image" | "mask_image"> {
+  init_image?: ImageInput;
+  mask_image?: ImageInput;
 }
 
 /**
@@ -274,8 +294,8 @@ export interface UpscaleResult {
 
 export interface UpscaleOptions {
   modelId: string;
-  /** The image file's bytes. */
-  image: Uint8Array;
+  /** The image file: its bytes, or base64 as is. */
+  image: ImageInput;
   repeats?: number;
   timeoutMs?: number;
   onProgress?: (progress: UpscaleProgress) => void;
@@ -288,6 +308,45 @@ export interface UnloadModelParams {
 export interface UnloadModelResult {
   modelId: string;
   unloaded: boolean;
+}
+
+export type ModelState = "loading" | "ready" | "reloading";
+
+export interface ModelTotals {
+  modelLoadMs: number;
+  totalGenerationMs: number;
+  totalWallMs: number;
+  totalSteps: number;
+  totalGenerations: number;
+  totalImages: number;
+  totalPixels: number;
+}
+
+export interface ListedModel {
+  modelId: string;
+  /** Absolute paths by the `loadModel` field that named them (`modelPath`, `vaePath`, ...). */
+  files: Record<string, string>;
+  state: ModelState;
+  /** null while loading. */
+  modelFamily: string | null;
+  sizeMultiple: number | null;
+  running: number;
+  queued: number;
+  /** Its requests in arrival order, each with its place on the compute device. */
+  requests: ListedRequest[];
+  totals: ModelTotals | null;
+}
+
+/** A `diffusion` request on a model, with its place in the compute device's line. */
+export interface ListedRequest {
+  requestId: RequestId | null;
+  running: boolean;
+  /** Requests waiting for the same device that arrived before it (0: next); null while it runs. */
+  place: number | null;
+}
+
+export interface ListModelsResult {
+  models: ListedModel[];
 }
 
 /** Give exactly one. */
@@ -314,6 +373,10 @@ export interface BackendInfo {
   nativeCommit: string;
   systemInfo: string;
   physicalCores: number;
+  /** Which build of ggml's CPU code runs: the portable binary's variant for this CPU (`x64`, `sse42`, `haswell`, `skylakex`, `zen4`); null where the library has a single CPU build compiled in. */
+  cpuVariant: string | null;
+  /** Instruction sets and options that CPU code uses, as ggml names them (`AVX2`, `AVX512`, `OPENMP`, ...). */
+  cpuFeatures: string[];
 }
 
 export interface Limits {
@@ -327,7 +390,12 @@ export interface Limits {
   /** Generations running at once across every model; the others wait, queued, in arrival order. */
   maxRunning: number;
   maxLineBytes: number;
+  /** Largest input image file, in bytes. */
+  maxImageBytes: number;
+  /** Largest input image, in pixels (read from its header before decoding). */
+  maxImagePixels: number;
   modelsRoot: string | null;
+  maxPromptBytes: number;
   maxLoras: number;
 }
 
@@ -411,12 +479,13 @@ export declare class Sidecar {
   initialize(params?: InitializeParams): Promise<InitializeResult>;
   /** Resolves to the model's id. */
   loadModel(options: LoadModelOptions): Promise<string>;
-  /** QVAC's `diffusion()`. */
-  diffusion(params: DiffusionClientParams): DiffusionCall;
+  /** QVAC's `diffusion()`; `init_image` and `mask_image` may be bytes. */
+  diffusion(params: DiffusionOptions): DiffusionCall;
   /** Upscales an image with an upscaler model: the PNG bytes and stats. Ticks carry the `requestId` to cancel. */
   upscale(options: UpscaleOptions): Promise<{ output: Uint8Array; stats: UpscaleStats }>;
   cancel(target: { requestId: RequestId } | { modelId: string }): Promise<CancelResult>;
   unloadModel(params: UnloadModelParams): Promise<void>;
+  listModels(): Promise<ListModelsResult>;
   /** Any method by name; `onNotification` gets the notifications that name this request. */
   request(method: string, params?: object, onNotification?: (params: any, method: string) => void): Promise<any>;
   /** Shuts the sidecar down (killing it after `timeoutMs`); resolves to its exit status. */

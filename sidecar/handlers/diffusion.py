@@ -17,6 +17,7 @@ from diffusion_sidecar_protocol.types import (
     Limits,
 )
 
+from .. import img2img
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
 from ..hires import resolve as resolve_hires
@@ -40,6 +41,9 @@ def check_limits(params: DiffusionParams, limits: Limits) -> None:
         raise limit_exceeded("batch_count", "maxBatchCount", limits.maxBatchCount, params.batch_count)
     if params.seed + params.batch_count - 1 > limits.maxSeed:
         raise invalid_params("seed", f"seed + batch_count - 1 must be <= {limits.maxSeed}")
+    for field in ("prompt", "negative_prompt"):
+        if (size := len(getattr(params, field).encode())) > limits.maxPromptBytes:
+            raise limit_exceeded(field, "maxPromptBytes", limits.maxPromptBytes, size)
 
 
 def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits, scheduler: ComputeScheduler) -> None:
@@ -68,9 +72,12 @@ def check_queue_room(model: LoadedModel, limits: Limits, scheduler: ComputeSched
 
 
 async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResult:
+    source = await img2img.open_source(params, ctx.server.limits)
+    params = img2img.sized(params, source)
     check_limits(params, ctx.server.limits)
     models = ctx.server.models
     model = models.get(params.modelId)
+    img2img.check_source_size(params, source, model.size_multiple, model.family)
     check_fits_model(params, model, ctx.server.limits, ctx.server.scheduler)
     hires = await resolve_hires(params, model, ctx.server.limits)
     size = (hires.width, hires.height) if hires else (params.width, params.height)
@@ -81,6 +88,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
     seed = secrets.randbelow(RANDOM_SEED_RANGE) if params.seed == -1 else params.seed
     seeds = [seed + index for index in range(params.batch_count)]
+    steps_run = img2img.sampling_steps(params)  # img2img skips the noisiest steps
     job = messages.Generate(
         prompt=params.prompt,
         negative_prompt=params.negative_prompt,
@@ -98,6 +106,8 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         preview_method=params.preview_method or None,
         preview_interval=params.preview_interval,
         preview_noisy=params.preview_noisy,
+        **await img2img.job_fields(params, source, ctx.server.limits),
+        sampling_steps=steps_run,
         loras=loras,
         upscale_repeats=repeats,
         hires=hires,
@@ -139,7 +149,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
     stats = model.record(
         generation_ms=generation_ms,
-        steps=params.steps + (hires.sampling_steps if hires else 0),
+        steps=steps_run + (hires.sampling_steps if hires else 0),
         width=images[0].width,
         height=images[0].height,
         seeds=seeds,

@@ -1,9 +1,8 @@
-"""`loadModel`: check the files, start a worker process and load the model into it."""
+"""`loadModel`: check the files (off the event loop), start a worker process and load the model into it."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import anyio
@@ -17,60 +16,22 @@ from diffusion_sidecar_protocol.types import (
 )
 
 from ..context import Method, RequestContext
-from ..errors import SidecarError, invalid_params
+from ..errors import SidecarError
 from ..models import ModelSettings
+from ..paths import checked_file
 from ..upscalers import is_esrgan_file
 from ..worker import messages
 
-MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".gguf", ".pt", ".pth")
-DIFFUSERS_UNET = Path("unet") / "diffusion_pytorch_model.safetensors"
 # Exact LoRAs per request (see sidecar/loras.py): the sidecar's default, not the native one.
 DEFAULT_LORA_APPLY_MODE = "at_runtime"
-
-
-def checked_file(field: str, value: str, root: str | None, *, allow_folder: bool = False) -> str:
-    """The absolute path of a model file the worker will be able to open, or an error naming `field`."""
-    path = Path(value).expanduser()
-    if root is not None and value:
-        _check_inside(field, path, Path(root))
-    if not value or not path.exists():
-        kind = "an existing model file or diffusers folder" if allow_folder else "an existing file"
-        raise invalid_params(field, f"must name {kind}", f"`{field}`: no such file: {value!r}")
-    if path.is_dir():
-        if not allow_folder:
-            raise invalid_params(field, "must name a file, not a folder")
-        if not (path / DIFFUSERS_UNET).is_file():
-            raise invalid_params(field, f"a model folder must be in the diffusers layout, with {DIFFUSERS_UNET}")
-        return str(path.resolve())
-    if path.suffix.lower() not in MODEL_FILE_SUFFIXES:
-        raise invalid_params(field, f"must be one of: {', '.join(MODEL_FILE_SUFFIXES)}")
-    try:
-        with open(path, "rb") as file:
-            if not file.read(8):
-                raise invalid_params(field, "must not be empty")
-    except OSError as error:
-        raise invalid_params(field, f"must be readable ({error.strerror})") from None
-    return str(path.resolve())
-
-
-def _check_inside(field: str, path: Path, root: Path) -> None:
-    # Resolving follows every symlink and `..`, so what is checked is what would be opened.
-    resolved, allowed = path.resolve(), root.resolve()
-    if not resolved.is_relative_to(allowed):
-        raise SidecarError(
-            "PATH_NOT_ALLOWED",
-            f"`{field}` resolves outside the models folder this sidecar may read ({allowed})",
-            field=field,
-            rule=f"must resolve inside {allowed}",
-        )
 
 
 async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResult:
     config = params.modelConfig
     root = ctx.server.limits.modelsRoot
-    model_path = checked_file("modelPath", params.modelPath, root, allow_folder=True)
+    model_path = await checked_file("modelPath", params.modelPath, root, allow_folder=True)
     companions = {
-        name: checked_file(f"modelConfig.{name}", value, root)
+        name: await checked_file(f"modelConfig.{name}", value, root)
         for name in COMPANION_FILES
         if isinstance(value := getattr(config, name), str)
     }
@@ -103,7 +64,8 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         load = messages.Load(upscaler_path=model_path, n_threads=load.n_threads)
     # Two loads are identical when they name the same files (after resolving) with the same options.
     load_key = json.dumps({**msgspec.to_builtins(config), **companions, "modelPath": model_path}, sort_keys=True)
-    settings = ModelSettings(name=Path(model_path).stem, vae_tiling=config.vae_tiling is True)
+    files = {"modelPath": model_path, **companions}
+    settings = ModelSettings(name=Path(model_path).stem, vae_tiling=config.vae_tiling is True, files=files)
 
     def on_progress(loaded: int, total: int) -> None:
         progress = LoadModelProgress(requestId=ctx.request_id, loaded=loaded, total=total, elapsedMs=ctx.elapsed_ms())
@@ -117,6 +79,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
             limit="maxModels",
             max=limit,
         )
+    ctx.active.model_id = models.model_id(load_key)  # so that `cancel` and shutdown can end the load
     model, already_loaded = await models.load(load_key, load, settings, on_progress)
     return LoadModelResult(
         modelId=model.model_id,

@@ -8,6 +8,7 @@ import time
 import anyio
 from diffusion_sidecar_protocol.types import Limits, UpscaleParams, UpscaleProgress, UpscaleResult, UpscaleStats
 
+from .. import images
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params
 from ..postprocess import check_output_pixels
@@ -24,14 +25,15 @@ async def handle(params: UpscaleParams, ctx: RequestContext) -> UpscaleResult:
             "modelId", f"names a diffusion model ({model.family}); `upscale` takes an upscaler model (an ESRGAN file)"
         )
     check_queue_room(model, limits, ctx.server.scheduler)
-    rgb, width, height = await anyio.to_thread.run_sync(_decoded, params.image, limits)
+    pixels = await anyio.to_thread.run_sync(_pixels, params.image, limits)
+    width, height = pixels.width, pixels.height
     check_output_pixels("image", (width, height), model.upscale_factor**params.repeats, limits)
     ctx.active.model_id = model.model_id
     if params.timeoutMs:
         ctx.active.scope.deadline = (
             anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
         )
-    job = messages.Upscale(rgb=rgb, width=width, height=height, repeats=params.repeats)
+    job = messages.Upscale(rgb=pixels.data, width=width, height=height, repeats=params.repeats)
 
     def on_event(event: messages.FromWorker) -> None:
         if isinstance(event, messages.UpscaleTick):
@@ -60,28 +62,10 @@ async def handle(params: UpscaleParams, ctx: RequestContext) -> UpscaleResult:
     return UpscaleResult(output=base64.b64encode(outcome.png).decode("ascii"), stats=stats)
 
 
-def _decoded(image: str, limits: Limits) -> tuple[bytes, int, int]:
-    """RGB pixels of the `image` field.
-
-    TODO(lead): stand-in until issue 12's sidecar/images.py lands (`images.decode` + RGB at its own
-    size); replace this function with it.
-    """
-    import binascii
-    import io
-
-    from PIL import Image
-
-    try:
-        data = binascii.a2b_base64(image.encode("ascii"), strict_mode=True)
-        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG", "WEBP", "BMP")) as picture:
-            if picture.width * picture.height > limits.maxPixels:
-                raise invalid_params("image", f"is {picture.width}x{picture.height}, over maxPixels {limits.maxPixels}")
-            rgb = picture.convert("RGB")
-    except SidecarError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a hostile file can make a decoder raise anything
-        raise invalid_params("image", f"must be a base64 PNG, JPEG, WebP or BMP image ({error})") from None
-    return rgb.tobytes(), rgb.width, rgb.height
+def _pixels(text: str, limits: Limits) -> messages.Pixels:
+    """The `image` field as RGB at its own size, decoded and checked as every input image is."""
+    image = images.decode("image", text, limits)
+    return images.picture(image, image.size)
 
 
 method = Method("upscale", UpscaleParams, handle)

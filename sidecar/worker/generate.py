@@ -25,7 +25,7 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
     previews = native_previews(send)
     sampled = 0
     for index, seed in enumerate(job.seeds):
-        progress = _ImageProgress(index, job.steps, clock, previews, send)
+        progress = _ImageProgress(index, job.sampling_steps or job.steps, clock, previews, send)
         model.on_log(progress.on_log)
         previews.start(job, index, progress.steps_of)
         try:
@@ -47,6 +47,9 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
             width=job.width,  # the first pass's, as A1111 writes it; hires and upscale fields say the rest
             height=job.height,
             model=job.model_name,
+            image_cfg_scale=job.img_cfg_scale if job.init_image else None,
+            denoising_strength=job.strength if job.init_image else None,
+            masked=job.mask_image is not None,
             extra={**hires.png_fields(job.hires), **lora_fields(job.loras), **upscale_fields},
         )
         png = encode_png(rgb, width, height, raw.channels, parameters)

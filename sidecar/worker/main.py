@@ -49,6 +49,14 @@ class _Pipe:
         return data if data is not None and len(data) == size else None
 
 
+def probe() -> None:
+    """`diffusion-sidecar probe`: the backend's facts as one frame on stdout, then the end."""
+    out = claim_stdout()
+    from . import native  # after stdout is guarded: loading the library may print
+
+    write_all(out, messages.frame(native.probe()))
+
+
 def run(log_level: str) -> None:
     inbound = os.fdopen(os.dup(0), "rb")
     pipe = _Pipe(inbound, claim_stdout())
@@ -62,9 +70,7 @@ def run(log_level: str) -> None:
     model: native.NativeModel | native.NativeUpscaler | None = None
     while True:
         request = pipe.requests.get()
-        if isinstance(request, messages.Probe):
-            pipe.send(native.probe())
-        elif isinstance(request, messages.Load):
+        if isinstance(request, messages.Load):
             try:
                 model = _load(request, log_level, pipe)
             except native.NativeError as error:

@@ -66,6 +66,15 @@ class Hires(Struct):
     """As asked (for the PNG); None when a target size was."""
 
 
+class Pixels(Struct):
+    """An input image: raw 8-bit pixels, rows top to bottom, channels interleaved (RGB or L)."""
+
+    data: bytes
+    width: int
+    height: int
+    channels: int
+
+
 class Generate(Struct, tag=True):
     """Generate one image per seed, in order."""
 
@@ -86,6 +95,14 @@ class Generate(Struct, tag=True):
     """proj, tae or vae; None: no previews."""
     preview_interval: int = 1
     preview_noisy: bool = False
+    init_image: Pixels | None = None
+    """img2img: RGB at exactly width x height."""
+    mask_image: Pixels | None = None
+    """Inpainting: L at exactly width x height; white = repaint."""
+    strength: float = 0.75
+    img_cfg_scale: float | None = None
+    sampling_steps: int | None = None
+    """Steps the library runs per image where fewer than `steps` (img2img); None: `steps`."""
     loras: list[Lora] = []
     upscale_repeats: int = 0
     """Runs of the attached upscaler on each image after generation; 0: none."""
@@ -100,9 +117,6 @@ class Upscale(Struct, tag=True):
     height: int
     repeats: int
 
-
-class Probe(Struct, tag=True):
-    """Report the backend's version and system information, then nothing else is needed."""
 
 
 # --- worker -> front ---------------------------------------------------------------------------
@@ -176,12 +190,12 @@ class ProbeResult(Struct, tag=True):
     native_commit: str
     system_info: str
     physical_cores: int
+    cpu_variant: str | None
+    cpu_features: list[str]
 
 
-ToWorker = Load | Generate | Upscale | Probe
-FromWorker = (
-    LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
-)
+ToWorker = Load | Generate | Upscale
+FromWorker = LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
 FINAL = (Loaded, Generated, Upscaled, Failed, ProbeResult)
 """Messages that end a request; everything else is an event on the way."""
 

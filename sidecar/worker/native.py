@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import stable_diffusion_cpp
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 
-from . import hires, lora, messages
+from . import cpu_backend, hires, lora, messages
+from .native_images import InputImages
 from .upscaler import NativeUpscaler
 
 _lib = sd._lib
+cpu_backend.load_variants()  # before the first native call picks a CPU backend
 _libc = ctypes.CDLL(None)  # frees what the native library malloc'ed for us
 
 
@@ -114,6 +116,8 @@ def probe() -> messages.ProbeResult:
         native_commit=sd.sd_commit().decode(),
         system_info=" ".join(sd.sd_get_system_info().decode().split()),
         physical_cores=sd.sd_get_num_physical_cores(),
+        cpu_variant=cpu_backend.variant(),
+        cpu_features=cpu_backend.features(),
     )
 
 
@@ -136,6 +140,9 @@ class NativeModel:
         # The native default frees the weights after one generation (right for a one-shot CLI);
         # a server generates many times from one load.
         params.free_params_immediately = False
+        # The native default drops the VAE encoder, and img2img then aborts the process. Keeping it
+        # lets every loaded model take an `init_image` (about 65 MB on the tiny model, bench img2img).
+        params.vae_decode_only = False
         self._paths = []  # the C struct borrows these bytes; keep them alive
         for field in ("model_path", "diffusion_model_path", "vae_path", "clip_l_path", "clip_g_path", "t5xxl_path", "llm_path", "taesd_path"):
             value = getattr(load, field).encode()
@@ -211,6 +218,8 @@ class NativeModel:
         if job.cache_preset:
             params.cache.mode = self._cache_mode
             params.cache.reuse_threshold = CACHE_THRESHOLDS[self._cache_mode][job.cache_preset]
+        input_images = InputImages(job)  # owns the pixels the params point at until the call returns
+        input_images.apply(params)
         # What params points at (LoRA paths, the hires upscaler's path) lives as long as this does.
         pointed_at = (lora.attach(params, job.loras), hires.attach(params, job.hires, self.upscaler))
         self._progress.listener = (

@@ -32,9 +32,14 @@ def parameters_text(
     width: int,
     height: int,
     model: str,
+    image_cfg_scale: float | None = None,
+    denoising_strength: float | None = None,
+    masked: bool = False,
     extra: Mapping[str, object] = {},
 ) -> str:
-    """`extra`: further `Key: value` pairs after `Model`, in A1111's order (see `a1111_quote`)."""
+    """img2img adds A1111's `Denoising strength` (and `Image CFG scale` when given); inpainting adds
+    `Mask blur: 0`, the key by which A1111 and PNG-info readers tell an inpainting (no blur here).
+    `extra`: further `Key: value` pairs (hires fix, LoRAs, upscaling), in A1111's order."""
     lines = [prompt]
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
@@ -46,8 +51,14 @@ def parameters_text(
         "Seed": seed,
         "Size": f"{width}x{height}",
         "Model": model,
-        **extra,
     }
+    if image_cfg_scale is not None:
+        fields["Image CFG scale"] = f"{image_cfg_scale:g}"
+    if denoising_strength is not None:
+        fields["Denoising strength"] = f"{denoising_strength:g}"
+    if masked:
+        fields["Mask blur"] = 0
+    fields.update(extra)
     lines.append(", ".join(f"{key}: {a1111_quote(str(value))}" for key, value in fields.items()))
     return "\n".join(lines)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,16 +14,10 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from . import messages
+from .command import worker_command as worker_command  # where the front has always found it
 
 STDERR_TAIL_LINES = 20
 STOP_GRACE_SECONDS = 2.0
-
-
-def worker_command(log_level: str) -> list[str]:
-    """How to start a worker: the same program as this one, in its worker role."""
-    if getattr(sys, "frozen", False):  # a PyInstaller binary is its own interpreter
-        return [sys.executable, "worker", "--log-level", log_level]
-    return [sys.executable, "-m", "sidecar", "worker", "--log-level", log_level]
 
 
 class WorkerExited(Exception):
@@ -61,11 +56,15 @@ class WorkerProcess:
         self._stderr_done = anyio.Event()
         self.ended_on_purpose = False
         """True once the front has stopped or killed it: its death is no crash."""
+        self.crashed = False
+        """True once the front has seen it die by itself and dealt with it (once, however noticed)."""
 
     @classmethod
     async def start(cls, command: list[str], label: str, task_group: anyio.abc.TaskGroup) -> WorkerProcess:
+        # A native abort (GGML_ASSERT) first tries to attach gdb for a backtrace: slow, noisy, useless here.
+        environment = {**os.environ, "GGML_NO_BACKTRACE": "1"}
         process = await anyio.open_process(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment
         )
         worker = cls(process, label)
         task_group.start_soon(worker._relay_stderr)

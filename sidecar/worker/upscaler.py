@@ -38,6 +38,7 @@ class NativeUpscaler:
         self._log = log
         self._progress = progress
         threads = n_threads if n_threads is not None else sd.sd_get_num_physical_cores()
+        # direct=False: ggml's im2col convolutions, which every CPU variant implements.
         self._ctx = sd.new_upscaler_ctx(path.encode(), False, False, threads, TILE_SIZE)
         if not self._ctx:
             raise log.failure("the native library could not load this file as an ESRGAN upscaler")
@@ -82,6 +83,12 @@ class NativeUpscaler:
         for repeat in range(repeats):
             rgb, width, height = self.upscale(rgb, width, height, lambda tile, tiles, r=repeat: on_tile(r, tile, tiles))
         return rgb, width, height
+
+    def close(self) -> None:
+        """Free the native context now (a worker's upscaler lives as long as the worker)."""
+        if self._ctx:
+            sd.free_upscaler_ctx(self._ctx)
+            self._ctx = None
 
     def png_fields(self, repeats: int) -> dict[str, str]:
         """What A1111's extras tab writes for an upscale."""

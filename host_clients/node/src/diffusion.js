@@ -51,6 +51,24 @@ export function decodeImage(base64) {
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** `diffusion` params that carry an image file. */
+const IMAGE_PARAMS = ["init_image", "mask_image"];
+
+/**
+ * Params as the protocol carries them: image files given as bytes (Uint8Array, Buffer) become
+ * base64; strings are sent as they are (base64, or a `data:image/...;base64,` URL).
+ */
+export function encodeImages(params) {
+  const encoded = { ...params };
+  for (const key of IMAGE_PARAMS) {
+    const image = encoded[key];
+    if (image instanceof Uint8Array) {
+      encoded[key] = Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString("base64");
+    }
+  }
+  return encoded;
+}
+
 /** A cancelled or timed-out generation still hands over the images it finished. */
 function withFinishedImages(error) {
   if (Array.isArray(error.data?.outputs)) {

@@ -1,12 +1,21 @@
 import { spawn } from "node:child_process";
 
-import { diffusionCall } from "./diffusion.js";
+import { diffusionCall, encodeImages } from "./diffusion.js";
 import { findSidecar } from "./discovery.js";
 import { ProtocolMismatchError, SidecarError, SidecarExitedError } from "./errors.js";
 import { LineSplitter } from "./lines.js";
 import { PROTOCOL_VERSION, compatible } from "./protocol.js";
 
 const CLOSE_TIMEOUT_MS = 10_000;
+
+/**
+ * Strings cut through an emoji hold a lone UTF-16 surrogate, which JSON.stringify sends as an
+ * escape like `\\ud83d`; send U+FFFD instead, as UTF-8 encoders do (keys are left to the sidecar,
+ * which reads lone surrogates the same way).
+ */
+function wellFormed(_key, value) {
+  return typeof value === "string" ? value.toWellFormed() : value;
+}
 
 /**
  * Spawns the sidecar and resolves once it has answered `initialize` with a protocol version of
@@ -112,7 +121,7 @@ export class Sidecar {
       }
       this.#calls.set(id, { resolve, reject, onNotification });
       const message = { jsonrpc: "2.0", id, method, ...(params === undefined ? {} : { params }) };
-      this.#child.stdin.write(`${JSON.stringify(message)}\n`);
+      this.#child.stdin.write(`${JSON.stringify(message, wellFormed)}\n`);
     });
     return { id, answer };
   }
@@ -138,7 +147,7 @@ export class Sidecar {
   /** QVAC's `diffusion()`: `{ progressStream, outputs, stats }` at once (plus `seeds`, `requestId`, `cancel`). */
   diffusion(params) {
     return diffusionCall(
-      (onTick) => this.#start("diffusion", params, onTick),
+      (onTick) => this.#start("diffusion", encodeImages(params), onTick),
       (requestId) => this.cancel({ requestId }),
     );
   }
@@ -148,7 +157,8 @@ export class Sidecar {
    * to `{ output, stats }` with the PNG bytes. `onProgress` gets each tile; its `requestId` cancels.
    */
   async upscale({ modelId, image, repeats, timeoutMs, onProgress } = {}) {
-    const params = { modelId, image: Buffer.from(image).toString("base64"), repeats, timeoutMs };
+    const encoded = image instanceof Uint8Array ? Buffer.from(image.buffer, image.byteOffset, image.byteLength) : null;
+    const params = { modelId, image: encoded ? encoded.toString("base64") : image, repeats, timeoutMs };
     const result = await this.request("upscale", params, onProgress);
     return { output: new Uint8Array(Buffer.from(result.output, "base64")), stats: result.stats };
   }
@@ -160,6 +170,11 @@ export class Sidecar {
 
   async unloadModel({ modelId }) {
     await this.request("unloadModel", { modelId });
+  }
+
+  /** Every model loaded or being loaded: its files, state, queue and totals. */
+  listModels() {
+    return this.request("listModels", {});
   }
 
   /**

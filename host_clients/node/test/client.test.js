@@ -166,3 +166,33 @@ test("initialize reports the server and its limits", LIMIT, async () => {
   assert.ok(info.samplingMethods.includes("euler_a"));
   assert.ok(Number.isInteger(info.limits.maxBatchCount));
 });
+
+test("img2img: init_image as Uint8Array or Buffer is the same request; the output takes its size", LIMIT, async () => {
+  const [source] = await sidecar.diffusion({ modelId, ...SMALL, width: 128, height: 64, seed: 8 }).outputs;
+  const edit = (init_image) => sidecar.diffusion({ modelId, prompt: "a cat", steps: 1, seed: 9, strength: 0.5, init_image });
+  const [fromBytes] = await edit(source).outputs;
+  const [fromBuffer] = await edit(Buffer.from(source)).outputs;
+  assert.deepEqual(pngSize(fromBytes), { width: 128, height: 64 });
+  assert.deepEqual(fromBuffer, fromBytes);
+  await assert.rejects(edit(new Uint8Array([1, 2, 3])).outputs, (error) => {
+    assert.ok(error instanceof SidecarError);
+    assert.equal(error.dataCode, "INVALID_PARAMS");
+    assert.equal(error.data.field, "init_image");
+    return true;
+  });
+});
+
+test("a prompt cut through an emoji (a lone surrogate) generates, read as U+FFFD", LIMIT, async () => {
+  const prompt = "a cat 🐱".slice(0, -1); // ends in the lone high surrogate \ud83d
+  const [png] = await sidecar.diffusion({ modelId, ...SMALL, prompt, seed: 5 }).outputs;
+  // The PNG's parameters text (UTF-8 in an iTXt chunk) starts with the prompt as the sidecar read it.
+  assert.ok(Buffer.from(png).includes(Buffer.from("a cat \ufffd\n")), "the prompt reads with U+FFFD");
+});
+
+test("listModels finds the loaded model, ready, with its files and totals", LIMIT, async () => {
+  const { models } = await sidecar.listModels();
+  const listed = models.find((model) => model.modelId === modelId);
+  assert.equal(listed.state, "ready");
+  assert.equal(listed.files.modelPath, syntheticModel());
+  assert.ok(listed.totals.totalGenerations >= 0 && listed.sizeMultiple === 64);
+});

@@ -26,6 +26,9 @@ const DECLARED = {
   InitializeResult: ["methods/initialize.result.json", "InitializeResult"],
   BackendInfo: ["methods/initialize.result.json", "BackendInfo"],
   Limits: ["methods/initialize.result.json", "Limits"],
+  ListModelsResult: ["methods/listModels.result.json", "ListModelsResult"],
+  ListedModel: ["methods/listModels.result.json", "ListedModel"],
+  ModelTotals: ["methods/listModels.result.json", "ModelTotals"],
   LoraSpec: ["methods/diffusion.params.json", "LoraSpec"],
   UpscaleSpec: ["methods/diffusion.params.json", "UpscaleSpec"],
   HiresParams: ["methods/diffusion.params.json", "HiresParams"],
@@ -73,6 +76,9 @@ function expected(schema) {
   if (schema.anyOf) return schema.anyOf.flatMap(expected).sort();
   if (schema.enum) return schema.enum.map((value) => JSON.stringify(value)).sort();
   if (schema.type === "array") return expected(schema.items).map((item) => `${item}[]`);
+  if (schema.type === "object" && schema.additionalProperties) {
+    return expected(schema.additionalProperties).map((value) => `Record<string, ${value}>`);
+  }
   const scalar = { string: "string", integer: "number", number: "number", boolean: "boolean", null: "null" };
   assert.ok(schema.type in scalar, `no TypeScript type for ${JSON.stringify(schema)}`);
   return [scalar[schema.type]];

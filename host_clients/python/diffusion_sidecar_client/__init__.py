@@ -10,7 +10,7 @@ from diffusion_sidecar_protocol.types import (
     UpscaleStats,
 )
 
-from .client import DiffusionCall, Preview, ProtocolMismatch, Sidecar, SidecarError, SidecarExited
+from .client import DiffusionCall, ImageInput, Preview, ProtocolMismatch, Sidecar, SidecarError, SidecarExited
 from .discovery import SidecarNotFound, default_command
 from .sync import SyncSidecar
 
@@ -20,6 +20,7 @@ __all__ = [
     "DiffusionPreview",
     "DiffusionProgress",
     "DiffusionStats",
+    "ImageInput",
     "LoadModelProgress",
     "Preview",
     "ProtocolMismatch",

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import itertools
 import os
+import re
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from diffusion_sidecar_protocol.types import (
     DiffusionResult,
     DiffusionStats,
     InitializeResult,
+    ListModelsResult,
     LoadModelProgress,
     LoadModelResult,
     UpscaleProgress,
@@ -34,6 +36,44 @@ from .discovery import default_command
 LINE_LIMIT = 1 << 30
 PREVIEW_BUFFER = 8
 """Previews kept for a reader of `preview_stream` that falls behind (or never reads): the oldest go."""
+IMAGE_PARAMS = ("init_image", "mask_image")
+"""`diffusion` params that carry an image file."""
+ImageInput = str | bytes | bytearray | memoryview | os.PathLike
+"""An image param: file bytes, or a path to read them from; a str is sent as is (base64 or data URL)."""
+
+
+def encode_image(image: ImageInput) -> str:
+    """An image param as the protocol carries it: base64 of the file's bytes."""
+    if isinstance(image, str):
+        return image
+    if isinstance(image, os.PathLike):
+        with open(image, "rb") as file:
+            image = file.read()
+    return base64.b64encode(image).decode("ascii")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    """The message as JSON; a lone surrogate in a string (text cut from UTF-16) is sent as U+FFFD.
+
+    UTF-8 has no form for a lone surrogate, so msgspec refuses it; UTF-8 encoders replace it.
+    """
+    try:
+        return msgspec.json.encode(message)
+    except UnicodeEncodeError:
+        return msgspec.json.encode(_well_formed(msgspec.to_builtins(message)))
+
+
+def _well_formed(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_well_formed(key): _well_formed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_well_formed(item) for item in value]
+    return value
 
 
 class SidecarError(Exception):
@@ -297,7 +337,7 @@ class Sidecar:
         if params is not None:
             message["params"] = params
         call = self._calls[request_id] = _Call(on_notification)
-        self._process.stdin.write(msgspec.json.encode(message) + b"\n")
+        self._process.stdin.write(_encode(message) + b"\n")
         return call
 
     async def _answer(self, request_id: int, call: _Call) -> msgspec.Raw:
@@ -372,7 +412,11 @@ class Sidecar:
         return msgspec.json.decode(await self.request("loadModel", params, notified), type=LoadModelResult)
 
     def diffusion(self, **params: Any) -> DiffusionCall:
-        """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments."""
+        """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments.
+
+        `init_image` and `mask_image` take file bytes or a path (see `ImageInput`).
+        """
+        params = {key: encode_image(value) if key in IMAGE_PARAMS else value for key, value in params.items()}
         ticks: asyncio.Queue[DiffusionProgress | None] = asyncio.Queue()
         previews = _RecentPreviews()
 
@@ -399,13 +443,13 @@ class Sidecar:
     async def upscale(
         self,
         model_id: str,
-        image: bytes,
+        image: ImageInput,
         *,
         repeats: int = 1,
         on_progress: Callable[[UpscaleProgress], None] | None = None,
         **params: Any,
     ) -> tuple[bytes, UpscaleStats]:
-        """Upscale an image file's bytes (PNG, JPEG, ...) with an upscaler model; return PNG bytes and stats.
+        """Upscale an image (file bytes or a path, see `ImageInput`) with an upscaler model; return PNG bytes and stats.
 
         Each tick's `requestId` is what `cancel(request_id=...)` takes.
         """
@@ -414,7 +458,7 @@ class Sidecar:
             if on_progress is not None:
                 on_progress(msgspec.json.decode(raw, type=UpscaleProgress))
 
-        request = {"modelId": model_id, "image": base64.b64encode(image).decode("ascii"), "repeats": repeats, **params}
+        request = {"modelId": model_id, "image": encode_image(image), "repeats": repeats, **params}
         result = msgspec.json.decode(await self.request("upscale", request, notified), type=UpscaleResult)
         return base64.b64decode(result.output), result.stats
 
@@ -425,6 +469,10 @@ class Sidecar:
 
     async def unload_model(self, model_id: str) -> None:
         await self.request("unloadModel", {"modelId": model_id})
+
+    async def list_models(self) -> ListModelsResult:
+        """Every model loaded or being loaded: its files, state, queue and totals."""
+        return msgspec.json.decode(await self.request("listModels", {}), type=ListModelsResult)
 
     async def close(self) -> int:
         """Ask the sidecar to shut down and wait for it to exit; return its exit status."""

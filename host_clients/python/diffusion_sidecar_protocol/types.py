@@ -52,11 +52,14 @@ RequestId = int | str
 # JavaScript hosts hold numbers as doubles: larger integers would not survive the round trip.
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_SIDE = 8192
+DEFAULT_SIDE = 512
+"""Native default `width`/`height` (`sd_img_gen_params_init`), used when neither they nor an image give one."""
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 Side = Annotated[int, Meta(ge=8, le=MAX_SIDE, multiple_of=8)]
 Seed = Annotated[int, Meta(ge=-1, le=MAX_SAFE_INTEGER)]
 NonNegativeFloat = Annotated[float, Meta(ge=0, le=1000)]
+Strength = Annotated[float, Meta(ge=0, le=1)]
 LoraWeight = Annotated[float, Meta(ge=-10, le=10)]
 Repeats = Annotated[int, Meta(ge=1, le=4)]
 
@@ -80,6 +83,13 @@ class BackendInfo(Struct, kw_only=True):
     nativeCommit: str
     systemInfo: str
     physicalCores: int
+    cpuVariant: str | None = None
+    """Which build of ggml's CPU code runs: in the portable binary, the variant chosen for this CPU
+    at start (`x64`, `sse42`, `haswell`, `skylakex`, `zen4`); null where the library has a single
+    CPU build compiled in (a source install's, built for the machine that built it)."""
+    cpuFeatures: list[str] = []
+    """Instruction sets and options that CPU code uses, as ggml names them (`AVX2`, `AVX512`,
+    `OPENMP`, ...)."""
 
 
 class Limits(Struct, kw_only=True):
@@ -103,8 +113,16 @@ class Limits(Struct, kw_only=True):
     cores (a model loaded without `threads` uses them all, so runs alone)."""
     maxLineBytes: int = 64 * 1024 * 1024
     """Longest accepted input line; a longer one is refused without being read into memory."""
+    maxImageBytes: int = 32 * 1024 * 1024
+    """Largest input image (`init_image`, `mask_image`), counted in file bytes after base64 decoding."""
+    maxImagePixels: int = 8192 * 8192
+    """Largest input image in pixels, read from its header before any pixel is decoded."""
     modelsRoot: str | None = None
     """When set, `loadModel` refuses any file that resolves outside this folder."""
+    maxPromptBytes: int = 2048
+    """Longest `prompt` and `negative_prompt`, in UTF-8 bytes. Text is encoded in 77-token chunks
+    whose cost grows faster than linearly, and a token is at least one byte: bytes bound the work
+    whatever the script, where characters would let CJK or emoji text cost several times more."""
     maxLoras: int = 8
     """LoRAs in one `diffusion` request."""
 
@@ -236,8 +254,10 @@ class DiffusionParams(Params):
     modelId: str
     prompt: str
     negative_prompt: str = ""
-    width: Side = 512
-    height: Side = 512
+    width: Side | UnsetType = UNSET
+    """Omitted: `init_image`'s width, else 512 (the native default)."""
+    height: Side | UnsetType = UNSET
+    """Omitted: `init_image`'s height, else 512 (the native default)."""
     steps: PositiveInt = 20
     cfg_scale: NonNegativeFloat = 7.0
     guidance: NonNegativeFloat = 3.5
@@ -265,6 +285,19 @@ class DiffusionParams(Params):
     """A preview every this many sampling steps (at steps that are multiples of it)."""
     preview_noisy: bool = False
     """Preview the noisy latent the model is given at each step instead of its denoised estimate."""
+    init_image: str | UnsetType = UNSET
+    """img2img: the source image, base64 (a `data:image/...;base64,` prefix is accepted); PNG, JPEG,
+    WebP, GIF or BMP. Its EXIF orientation is applied; transparency is flattened onto white."""
+    strength: Strength = 0.75
+    """img2img: how much of `init_image` is redrawn, 0..1. Sampling runs `int(steps * strength) + 1`
+    of the `steps` (all of them at 1); 0 still runs one step at the lowest noise. Unused without
+    `init_image`."""
+    mask_image: str | UnsetType = UNSET
+    """Inpainting (needs `init_image`): base64 like `init_image`; white = repaint, black = keep. Any
+    mode is reduced to grey levels (transparent = black), resized to the output size, rounded at 50%."""
+    img_cfg_scale: NonNegativeFloat | UnsetType = UNSET
+    """With `init_image`: image guidance of instruct-pix2pix and inpainting models (other models
+    ignore it); omitted: `cfg_scale` (the native default)."""
     lora: str | list[LoraSpec] | UnsetType = UNSET
     """LoRAs for this request only: one path (weight 1, QVAC's form) or a list of `{path, weight}`.
     Files are checked like `loadModel`'s, before any work; at most `limits.maxLoras`."""
@@ -283,7 +316,7 @@ class DiffusionProgress(Struct, kw_only=True):
     step: int
     """Sampling steps done for this image."""
     totalSteps: int
-    """Sampling steps this image runs."""
+    """Steps this image runs: `steps`, or for img2img `int(steps * strength) + 1` (at most `steps`)."""
     elapsedMs: float
     """Since the request arrived."""
     image: int
@@ -332,7 +365,8 @@ class DiffusionStats(Struct, kw_only=True):
     totalWallMs: float
     """Wall-clock time since the model's load began, the load included."""
     totalSteps: int
-    """Sampling steps run on this model: steps times images, over every completed call."""
+    """Sampling steps run on this model: steps times images, over every completed call (img2img
+    counts the steps it really runs, `int(steps * strength) + 1`)."""
     totalGenerations: int
     """Completed `diffusion` calls on this model."""
     totalImages: int
@@ -443,6 +477,60 @@ class UnloadModelResult(Struct, kw_only=True):
 
 class NoParams(Params):
     pass
+
+
+# --- listModels --------------------------------------------------------------------------------
+
+ModelState = Literal["loading", "ready", "reloading"]
+
+
+class ModelTotals(Struct, kw_only=True):
+    """A model's counters over its life, as `DiffusionStats` reports them after each call."""
+
+    modelLoadMs: float
+    totalGenerationMs: float
+    totalWallMs: float
+    totalSteps: int
+    totalGenerations: int
+    totalImages: int
+    totalPixels: int
+
+
+class ListedRequest(Struct, kw_only=True):
+    """A `diffusion` request that has taken its turn on a model (its input images are decoded)."""
+
+    requestId: RequestId | None
+    running: bool
+    place: int | None
+    """Requests of any model waiting for the same compute device that arrived before this one
+    (0: it starts next once its model is free); null while it runs."""
+
+
+class ListedModel(Struct, kw_only=True):
+    modelId: str
+    files: dict[str, str]
+    """The files it was loaded from, by the `loadModel` field that named them (`modelPath`,
+    `vaePath`, ...), as absolute paths."""
+    state: ModelState
+    """`loading` (its first load is under way), `ready`, or `reloading` (into a fresh worker,
+    after a cancel or a crash; requests wait for it)."""
+    modelFamily: str | None
+    """The detected architecture; null while loading."""
+    sizeMultiple: int | None
+    """`width` and `height` must be multiples of this; null while loading."""
+    running: int
+    """`diffusion` requests running on it now (0 or 1)."""
+    queued: int
+    """`diffusion` requests waiting for their turn on it."""
+    requests: list[ListedRequest]
+    """Its requests in arrival order, running first, each with its place on the compute device."""
+    totals: ModelTotals | None
+    """Null while loading."""
+
+
+class ListModelsResult(Struct, kw_only=True):
+    models: list[ListedModel]
+    """Every model loaded or being loaded, in load order."""
 
 
 NOTIFICATIONS: dict[str, type[Struct]] = {

@@ -1,0 +1,87 @@
+"""Which build of ggml's CPU code runs, and loading it where the library is built in variants.
+
+The portable binary's library is built with `GGML_BACKEND_DL` and several CPU variants
+(`libggml-cpu-haswell.so`, ...); ggml scores each against the CPU and loads the best one. By itself
+ggml looks for them next to the executable and in the current folder, neither of which is the
+folder the binary unpacks them into, so the worker names that folder before the first native call.
+The development install's library has one CPU build compiled in (`GGML_NATIVE`): nothing to load.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import stable_diffusion_cpp.stable_diffusion_cpp as sd
+
+VARIANT_PREFIX = "libggml-cpu-"
+# Set by the frozen entry before the binding is imported; the binding loads the library it names.
+LIBRARY_VARIABLE = "STABLE_DIFFUSION_CPP_LIB"
+
+
+class _GgmlFeature(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("value", ctypes.c_char_p)]
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [
+        ("fname", ctypes.c_char_p),
+        ("fbase", ctypes.c_void_p),
+        ("sname", ctypes.c_char_p),
+        ("saddr", ctypes.c_void_p),
+    ]
+
+
+# The binding's handle reaches ggml's own libraries too (dlsym searches a library's dependencies).
+_lib = sd._lib
+_lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+_lib.ggml_backend_load_all_from_path.restype = None
+_lib.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
+_lib.ggml_backend_reg_by_name.restype = ctypes.c_void_p
+_lib.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_lib.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+_get_features_type = ctypes.CFUNCTYPE(ctypes.POINTER(_GgmlFeature), ctypes.c_void_p)
+_libc = ctypes.CDLL(None)
+if hasattr(_libc, "dladdr"):
+    _libc.dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    _libc.dladdr.restype = ctypes.c_int
+
+
+def load_variants() -> None:
+    """Where the library comes in variants, let ggml pick and load the best for this CPU (once)."""
+    library = os.environ.get(LIBRARY_VARIABLE)
+    if library and any(Path(library).parent.glob(f"{VARIANT_PREFIX}*")):
+        _lib.ggml_backend_load_all_from_path(str(Path(library).parent).encode())
+
+
+def _features_function() -> int | None:
+    registry = _lib.ggml_backend_reg_by_name(b"CPU")
+    return _lib.ggml_backend_reg_get_proc_address(registry, b"ggml_backend_get_features") if registry else None
+
+
+def variant() -> str | None:
+    """The CPU variant's name (`haswell`, `zen4`, ...), or None where there is a single CPU build."""
+    address = _features_function()
+    if not address or not hasattr(_libc, "dladdr"):  # dladdr: POSIX; elsewhere the variant is unnamed
+        return None
+    info = _DlInfo()
+    if not _libc.dladdr(ctypes.c_void_p(address), ctypes.byref(info)) or not info.fname:
+        return None
+    name = Path(os.fsdecode(info.fname)).name
+    return name.removeprefix(VARIANT_PREFIX).split(".")[0] if name.startswith(VARIANT_PREFIX) else None
+
+
+def features() -> list[str]:
+    """What the running CPU code uses, as ggml names it (`AVX2`, `AVX512`, `OPENMP`, ...)."""
+    address = _features_function()
+    if not address:
+        return []
+    table = _get_features_type(address)(_lib.ggml_backend_reg_by_name(b"CPU"))
+    names = []
+    index = 0
+    while (entry := table[index]).name is not None:  # the table ends with a null name
+        if entry.value != b"0":
+            names.append(entry.name.decode())
+        index += 1
+    return names

@@ -1,0 +1,101 @@
+"""Paths a request names: checked off the event loop, and only regular files (or a diffusers folder) pass.
+
+A FIFO used to block the whole sidecar on `open()`; a stalled network mount blocks `stat`. The
+checks now run in an abandonable thread and refuse every special file at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from sidecar import paths
+from sidecar.errors import SidecarError
+from tests.harness import RawSidecar, worker_pids
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def special_files(tmp_path: Path):
+    fifo = tmp_path / "fifo.safetensors"
+    os.mkfifo(fifo)
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(tmp_path / "socket.safetensors"))
+    (tmp_path / "folder.safetensors").mkdir()
+    yield {
+        "FIFO": str(fifo),
+        "socket": str(tmp_path / "socket.safetensors"),
+        "character device": "/dev/null",
+        "folder": str(tmp_path / "folder.safetensors"),
+    }
+    listening.close()
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "socket", "character device"])
+async def test_special_files_are_refused_naming_the_field_and_what_they_are(special_files: dict, kind: str) -> None:
+    with pytest.raises(SidecarError) as caught:
+        await paths.checked_file("modelConfig.vaePath", special_files[kind], None)
+    assert caught.value.data == {
+        "code": "INVALID_PARAMS",
+        "field": "modelConfig.vaePath",
+        "rule": f"must name a regular file, not a {kind}",
+    }
+
+
+async def test_a_diffusers_folder_whose_unet_is_a_fifo_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "unet").mkdir()
+    os.mkfifo(tmp_path / "unet" / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(SidecarError, match="diffusers layout"):
+        await paths.checked_file("modelPath", str(tmp_path), None, allow_folder=True)
+
+
+async def test_a_check_that_blocks_leaves_the_loop_free_and_can_be_cancelled(monkeypatch, tmp_path: Path) -> None:
+    """A stalled mount, simulated: the check's `stat` blocks until released."""
+    release, entered = threading.Event(), threading.Event()
+
+    def stalled_stat(self: Path, **_: object) -> os.stat_result:
+        entered.set()
+        release.wait()
+        raise FileNotFoundError(str(self))
+
+    monkeypatch.setattr(Path, "stat", stalled_stat)
+    ticks = 0
+    try:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(paths.checked_file, "modelPath", str(tmp_path / "m.safetensors"), None)
+                while not entered.is_set() or ticks < 100:  # the loop keeps running while the check hangs
+                    ticks += 1
+                    await anyio.sleep(0.001)
+                scope.cancel()  # the cancel returns without waiting for the stalled thread
+        assert scope.cancelled_caught and ticks >= 100
+    finally:
+        release.set()
+
+
+async def test_fifo_and_special_paths_through_a_real_sidecar(sidecar_command: list[str], synthetic_model: str, special_files: dict) -> None:
+    sidecar = await RawSidecar.start(command=sidecar_command)
+    try:
+        requests = [
+            ({"modelPath": special_files["FIFO"]}, "modelPath", "not a FIFO"),
+            ({"modelPath": special_files["character device"]}, "modelPath", "not a character device"),
+            ({"modelPath": special_files["folder"]}, "modelPath", "diffusers layout"),
+            ({"modelPath": synthetic_model, "modelConfig": {"vaePath": special_files["FIFO"]}}, "modelConfig.vaePath", "not a FIFO"),
+            ({"modelPath": synthetic_model, "modelConfig": {"clipLPath": special_files["socket"]}}, "modelConfig.clipLPath", "not a socket"),
+        ]
+        ids = [await sidecar.send("loadModel", params) for params, _, _ in requests]
+        assert "serverName" in (await sidecar.call("initialize", {}))["result"]
+        for request_id, (_, field, rule_part) in zip(ids, requests):
+            error = (await sidecar.response(request_id))["error"]
+            assert error["code"] == -32602 and error["data"]["field"] == field and rule_part in error["data"]["rule"]
+        assert worker_pids(sidecar.process.pid) == set()
+        await sidecar.close_stdin()  # the host leaves: the sidecar exits, nothing stays behind
+        assert await sidecar.exit_status() == 0
+    finally:
+        await sidecar.stop()

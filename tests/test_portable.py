@@ -1,0 +1,65 @@
+"""The binary's native code on CPUs other than the one that built it.
+
+The binary ships ggml's CPU code in variants and picks one at run time. Reading compiler flags
+proves nothing; running does: its native code loads an ESRGAN model and upscales a picture on an
+emulated Haswell (AVX2, no AVX-512: `qemu-x86_64 -cpu Haswell-v4`, which ends a library built with
+AVX-512 instructions with SIGILL). qemu-user emulates one process and not the programs it starts,
+while a onefile binary is a launcher that starts the real program, so the emulated run is that
+real program, started the way the launcher starts its workers: inside an unpacked bundle, with the
+environment the launcher gave the serving process.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from diffusion_sidecar_client import Sidecar
+
+from sidecar.synth_esrgan import write_synthetic_esrgan
+from tests.harness import child_pids
+
+pytestmark = pytest.mark.anyio
+
+EMULATED_CPU = "Haswell-v4"
+EMULATED_SECONDS = 300  # emulation runs native code some 30 times slower; it takes about a minute
+
+
+@pytest.fixture(scope="module")
+def esrgan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_esrgan(tmp_path_factory.mktemp("esrgan") / "esrgan-synthetic.safetensors")
+
+
+def _selftest(command: list[str], esrgan: Path, env: dict[str, str] | None = None, timeout: float = 60) -> dict:
+    done = subprocess.run(
+        [*command, "selftest", "--upscaler", str(esrgan)], check=False, capture_output=True, env=env, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    return json.loads(done.stdout)
+
+
+async def test_initialize_names_the_variant_that_ran_the_upscale(frozen_binary: Path, esrgan: Path) -> None:
+    async with await Sidecar.start([str(frozen_binary)]) as sidecar:
+        backend = (await sidecar.initialize()).backend
+    ran = _selftest([str(frozen_binary)], esrgan)
+    assert backend.cpuVariant is not None and backend.cpuVariant == ran["cpuVariant"]
+    assert backend.cpuFeatures == ran["cpuFeatures"]
+    assert ran["output"] == [64, 64] and ran["distinctValues"] > 1
+
+
+async def test_the_binary_upscales_on_a_cpu_without_avx512(frozen_binary: Path, esrgan: Path, tmp_path: Path) -> None:
+    qemu = shutil.which("qemu-x86_64")
+    assert qemu, "qemu-x86_64 is missing: `apt-get install qemu-user` (`make test` does)"
+    async with await Sidecar.start([str(frozen_binary)], env={"TMPDIR": str(tmp_path)}) as sidecar:
+        await sidecar.initialize()
+        (serving,) = child_pids(sidecar.pid)
+        environ = Path(f"/proc/{serving}/environ").read_bytes().split(b"\0")
+        env = dict(entry.decode().split("=", 1) for entry in environ if b"=" in entry)
+        assert any(tmp_path.glob("_MEI*")), "the launcher unpacked nowhere we know"
+        ran = _selftest([qemu, "-cpu", EMULATED_CPU, str(frozen_binary)], esrgan, env, EMULATED_SECONDS)
+    assert ran["cpuVariant"] == "haswell"
+    assert "AVX2" in ran["cpuFeatures"] and "AVX512" not in ran["cpuFeatures"]
+    assert ran["output"] == [64, 64] and ran["distinctValues"] > 1
