@@ -28,6 +28,7 @@ const DECLARED = {
   Limits: ["methods/initialize.result.json", "Limits"],
   ListModelsResult: ["methods/listModels.result.json", "ListModelsResult"],
   ListedModel: ["methods/listModels.result.json", "ListedModel"],
+  ListedRequest: ["methods/listModels.result.json", "ListedRequest"],
   ModelTotals: ["methods/listModels.result.json", "ModelTotals"],
   LoraSpec: ["methods/diffusion.params.json", "LoraSpec"],
   UpscaleSpec: ["methods/diffusion.params.json", "UpscaleSpec"],
