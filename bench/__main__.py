@@ -1,8 +1,8 @@
 """`make bench`: run every benchmark (or those named), print one table, write the raw figures.
 
 Run: .venv/bin/python -m bench [ITEM ...]   (items: overhead throughput ready progress output
-memory threads cancel contention previews img2img portable responsiveness cache). Figures go to
-bench/results/latest.json, one top-level key per item; a run of some items keeps the others'
+memory threads cancel contention previews img2img portable responsiveness lora upscale cache). Figures
+go to bench/results/latest.json, one top-level key per item; a run of some items keeps the others'
 figures from earlier runs, each stamped with when it ran.
 """
 
@@ -24,6 +24,7 @@ from . import (
     cancel,
     contention,
     img2img,
+    lora,
     memory,
     output,
     overhead,
@@ -34,6 +35,7 @@ from . import (
     responsiveness,
     threads,
     throughput,
+    upscale,
 )
 from .common import NOISE_NOTE, Row, synthetic_model
 
@@ -53,6 +55,8 @@ ITEMS = {
         img2img,
         portable,
         responsiveness,
+        lora,
+        upscale,
         cache,
     )
 }

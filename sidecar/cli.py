@@ -25,6 +25,7 @@ _LIMIT_FLAGS = [
     ("--max-image-bytes", "maxImageBytes", "largest input image file (init_image, mask_image), in bytes"),
     ("--max-image-pixels", "maxImagePixels", "largest input image in pixels, checked from its header before decoding"),
     ("--max-prompt-bytes", "maxPromptBytes", "longest prompt and negative_prompt, in UTF-8 bytes"),
+    ("--max-loras", "maxLoras", "most LoRAs in one diffusion request"),
 ]
 
 

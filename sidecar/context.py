@@ -14,9 +14,10 @@ from diffusion_sidecar_protocol.types import Limits, RequestId
 from .backend import BackendProbe
 from .errors import SidecarError
 from .jsonrpc import Notification, encode
-from .models import ModelManager, elapsed_ms
+from .models import LoadedModel, ModelManager, elapsed_ms
 from .scheduler import ComputeScheduler
 from .transport import Outbox
+from .worker import messages
 
 
 @dataclass(eq=False)
@@ -87,6 +88,24 @@ class RequestContext:
 
     def elapsed_ms(self) -> float:
         return elapsed_ms(self.received_at)
+
+    async def run_on(
+        self, model: LoadedModel, job: messages.ToWorker, on_event: Callable[[messages.FromWorker], None]
+    ) -> tuple[messages.FromWorker, float]:
+        """Wait for the model's turn (its queue, then the compute device shared with every model),
+        run `job` on its worker: the final reply and the ms it took (waits excluded). Cancelled
+        while running, the worker is ended (nothing else interrupts the native library) and the
+        model reloaded for the next request."""
+        turn = self.server.scheduler.turn(model.demand, owner=model, label=self.request_id, after=model.gate.ticket())
+        async with turn:
+            self.active.running = True
+            started = time.monotonic()
+            try:
+                outcome = await model.request(job, on_event)
+            except anyio.get_cancelled_exc_class():
+                self.server.models.abandon_running_request(model)
+                raise
+            return outcome, elapsed_ms(started)
 
 
 P = TypeVar("P", bound=msgspec.Struct)

@@ -116,6 +116,13 @@ class LoadedModel:
     total_generations: int = 0
     total_images: int = 0
     total_pixels: int = 0
+    upscale_factor: int = 0
+    """Scale of the model's upscaler (attached, or the model itself); 0: none."""
+
+    @property
+    def is_upscaler(self) -> bool:
+        """An ESRGAN file loaded on its own: it takes `upscale`, not `diffusion`."""
+        return not (self.load.model_path or self.load.diffusion_model_path)
 
     @property
     def demand(self) -> Demand:
@@ -241,6 +248,7 @@ class ModelManager:
                 model_id, load, worker, settings, reply.family, reply.size_multiple, started, elapsed_ms(started)
             )
             model.on_crash = self._crashed
+            model.upscale_factor = reply.upscale_factor
             self._models[model_id] = model
             self._unloaded.pop(model_id, None)
             self._task_group.start_soon(self._watch, model, worker)

@@ -24,8 +24,7 @@ def _gradient(side: int) -> bytes:
 
 def run(upscaler_path: str | None, threads: int) -> None:
     out = claim_stdout()  # before the native library loads: it may print to fd 1
-    from .worker import cpu_backend
-    from .worker.upscaler import NativeUpscaler
+    from .worker import cpu_backend, messages, native
 
     with tempfile.TemporaryDirectory() as folder:
         if upscaler_path is None:
@@ -33,17 +32,17 @@ def run(upscaler_path: str | None, threads: int) -> None:
 
             upscaler_path = str(write_synthetic_esrgan(Path(folder) / "esrgan-synthetic.safetensors"))
         started = time.perf_counter()
-        upscaler = NativeUpscaler(upscaler_path, threads)
+        upscaler = native.load_upscaler(messages.Load(upscaler_path=upscaler_path, n_threads=threads), "warn")
         try:
-            image = upscaler.upscale(_gradient(SIDE), SIDE, SIDE)
+            rgb, width, height = upscaler.upscale(_gradient(SIDE), SIDE, SIDE, lambda _tile, _tiles: None)
         finally:
             upscaler.close()
     report = {
         "cpuVariant": cpu_backend.variant(),
         "cpuFeatures": cpu_backend.features(),
         "input": [SIDE, SIDE],
-        "output": [image.width, image.height],
-        "distinctValues": len(set(image.data)),
+        "output": [width, height],
+        "distinctValues": len(set(rgb)),
         "seconds": round(time.perf_counter() - started, 3),
     }
     out.write((json.dumps(report) + "\n").encode())

@@ -31,6 +31,11 @@ KINDS: dict[str, SynthKind] = {
         "a tiny FLUX.1-dev DiT with separate CLIP-L and VAE files (PATH is a folder: diffusion.safetensors, "
         "clip_l.safetensors, vae.safetensors)",
     ),
+    "lora": SynthKind(
+        "synth_lora",
+        "write_synthetic_lora",
+        "a kohya-format rank-4 LoRA for the sd1 model, UNet and text encoder (PATH is a .safetensors file)",
+    ),
     "taesd": SynthKind(
         "synth_taesd",
         "write_synthetic_taesd",

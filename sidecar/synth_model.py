@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -63,8 +64,15 @@ def tensor_values(name: str, shape: list[int]) -> np.ndarray:
     return values.astype(np.float16)
 
 
-def write_safetensors(path: Path, tensors: list[tuple[str, list[int]]]) -> None:
-    """The safetensors layout: u64 header size, JSON header, then the raw tensor bytes in order."""
+def write_safetensors(
+    path: Path,
+    tensors: list[tuple[str, list[int]]],
+    values: Callable[[str, list[int]], np.ndarray] = tensor_values,
+) -> None:
+    """The safetensors layout: u64 header size, JSON header, then the raw tensor bytes in order.
+
+    `values` gives each tensor's fp16 values from its name and shape, one tensor at a time.
+    """
     header: dict[str, object] = {"__metadata__": {"format": "pt", "synthetic": "random weights"}}
     offset = 0
     for name, shape in tensors:
@@ -78,7 +86,7 @@ def write_safetensors(path: Path, tensors: list[tuple[str, list[int]]]) -> None:
         f.write(len(header_bytes).to_bytes(8, "little"))
         f.write(header_bytes)
         for name, shape in tensors:
-            f.write(tensor_values(name, shape).tobytes())
+            f.write(values(name, shape).tobytes())
     os.replace(partial, path)
 
 

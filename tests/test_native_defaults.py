@@ -8,10 +8,13 @@ from __future__ import annotations
 import ctypes
 from typing import get_args
 
+import pytest
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 from diffusion_sidecar_protocol.types import (
     DEFAULT_SIDE,
+    HIRES_UPSCALERS,
     DiffusionParams,
+    HiresParams,
     LoraApplyMode,
     Prediction,
     PreviewMethod,
@@ -20,6 +23,8 @@ from diffusion_sidecar_protocol.types import (
     Scheduler,
     WeightType,
 )
+
+from sidecar.hires import DEFAULT_SCALE
 
 
 def _names(function: str, count: int) -> list[str]:
@@ -63,3 +68,17 @@ def test_weight_types_are_native_type_names() -> None:
 def test_preview_methods_are_the_native_names() -> None:
     names = _names("sd_preview_name", sd.Preview.PREVIEW_COUNT)
     assert names[0] == "none" and list(get_args(PreviewMethod)) == names[1:]
+
+
+def test_hires_upscalers_are_native_names_and_defaults_are_sd_hires_params_init() -> None:
+    # Native order: None, the eight named ones, Model.
+    native = _names("sd_hires_upscaler_name", len(HIRES_UPSCALERS) + 2)
+    assert native[0] == "None" and native[-1] == "Model" and list(HIRES_UPSCALERS) == native[1:-1]
+    init = sd._lib.sd_hires_params_init
+    init.argtypes, init.restype = [ctypes.POINTER(sd.sd_hires_params_t)], None
+    defaults = sd.sd_hires_params_t()
+    init(ctypes.byref(defaults))
+    ours = HiresParams()
+    assert native[defaults.upscaler] == ours.upscaler
+    assert DEFAULT_SCALE == defaults.scale and ours.steps == defaults.steps
+    assert ours.denoising_strength == pytest.approx(defaults.denoising_strength)

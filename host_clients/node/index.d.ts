@@ -76,6 +76,36 @@ export interface DiffusionClientParams {
    * Qwen-Image and Z-Image models use them; refused on models that would drop them (UNets).
    */
   ref_images?: string[];
+  /** LoRAs for this request only: one path (weight 1) or a list of `{ path, weight }`. */
+  lora?: string | LoraSpec[];
+  /** Upscale each image with the model's `upscalerPath` file: `true` (once) or `{ repeats }`. */
+  upscale?: boolean | UpscaleSpec;
+  /** Hires fix: a second pass at the larger size. */
+  hires?: HiresParams;
+}
+
+export interface LoraSpec {
+  path: string;
+  /** A1111's prompt-tag weight (-10..10); default 1. */
+  weight?: number;
+}
+
+export interface UpscaleSpec {
+  /** Runs of the upscaler (1-4); each multiplies the sides by its scale. */
+  repeats?: number;
+}
+
+/** Give `scale`, or `width` and `height`. */
+export interface HiresParams {
+  scale?: number;
+  width?: number;
+  height?: number;
+  /** Second-pass steps; 0: as many as the first pass. */
+  steps?: number;
+  /** Default 0.7. */
+  denoising_strength?: number;
+  /** sd-cli's names, any case (`Latent`, `Latent (nearest)`, ..., `Lanczos`, `Nearest`), or `model`. */
+  upscaler?: string;
 }
 
 /** An image file: its bytes (encoded to base64 by the client), or a base64 string as is. */
@@ -206,6 +236,8 @@ export interface ModelConfig {
   llmPath?: string;
   /** A TAESD file for `preview_method: "tae"` (previews only; the final image keeps the VAE). */
   taesdPath?: string;
+  /** An ESRGAN file attached to the model, for `upscale` and the hires fix's `model` upscaler. */
+  upscalerPath?: string;
 }
 
 export interface LoadModelParams {
@@ -232,6 +264,53 @@ export interface LoadModelResult {
   alreadyLoaded: boolean;
   /** `width` and `height` must be multiples of this. */
   sizeMultiple: number;
+  /** Scale of the model's upscaler (attached, or the model itself); 0: none. */
+  upscaleFactor: number;
+}
+
+// --- upscale -------------------------------------------------------------------------------------
+
+export interface UpscaleParams {
+  /** An upscaler model: `loadModel` of an ESRGAN file on its own. */
+  modelId: string;
+  /** The image file (PNG, JPEG, WebP, ...), base64. */
+  image: string;
+  repeats?: number;
+  timeoutMs?: number;
+}
+
+/** One tile of the upscaler finished. */
+export interface UpscaleProgress {
+  requestId: RequestId | null;
+  tile: number;
+  totalTiles: number;
+  repeat: number;
+  repeats: number;
+  elapsedMs: number;
+}
+
+export interface UpscaleStats {
+  modelLoadMs: number;
+  postProcessMs: number;
+  width: number;
+  height: number;
+  inputWidth: number;
+  inputHeight: number;
+}
+
+/** The `upscale` result as the protocol carries it; `upscale()` decodes the PNG. */
+export interface UpscaleResult {
+  output: string;
+  stats: UpscaleStats;
+}
+
+export interface UpscaleOptions {
+  modelId: string;
+  /** The image file: its bytes, or base64 as is. */
+  image: ImageInput;
+  repeats?: number;
+  timeoutMs?: number;
+  onProgress?: (progress: UpscaleProgress) => void;
 }
 
 export interface UnloadModelParams {
@@ -329,6 +408,7 @@ export interface Limits {
   maxImagePixels: number;
   modelsRoot: string | null;
   maxPromptBytes: number;
+  maxLoras: number;
 }
 
 export interface InitializeResult {
@@ -413,6 +493,8 @@ export declare class Sidecar {
   loadModel(options: LoadModelOptions): Promise<string>;
   /** QVAC's `diffusion()`; `init_image`, `mask_image` and `ref_images` may be bytes. */
   diffusion(params: DiffusionOptions): DiffusionCall;
+  /** Upscales an image with an upscaler model: the PNG bytes and stats. Ticks carry the `requestId` to cancel. */
+  upscale(options: UpscaleOptions): Promise<{ output: Uint8Array; stats: UpscaleStats }>;
   cancel(target: { requestId: RequestId } | { modelId: string }): Promise<CancelResult>;
   unloadModel(params: UnloadModelParams): Promise<void>;
   listModels(): Promise<ListModelsResult>;

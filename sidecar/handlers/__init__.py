@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from ..context import Method
-from . import cancel, cancel_request, diffusion, exit, initialize, list_models, load_model, shutdown, unload_model
+from . import (
+    cancel,
+    cancel_request,
+    diffusion,
+    exit,
+    initialize,
+    list_models,
+    load_model,
+    shutdown,
+    unload_model,
+    upscale,
+)
 
 METHODS: dict[str, Method] = {
     module.method.name: module.method
-    for module in (initialize, load_model, diffusion, cancel, cancel_request, unload_model, shutdown, exit, list_models)
+    for module in (
+        initialize, load_model, diffusion, upscale, cancel, cancel_request, unload_model, shutdown, exit, list_models
+    )
 }

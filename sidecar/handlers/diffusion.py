@@ -20,7 +20,10 @@ from diffusion_sidecar_protocol.types import (
 from .. import img2img, ref_images
 from ..context import Method, RequestContext
 from ..errors import SidecarError, invalid_params, limit_exceeded
-from ..models import LoadedModel, elapsed_ms
+from ..hires import resolve as resolve_hires
+from ..loras import resolve as resolve_loras
+from ..models import LoadedModel
+from ..postprocess import upscale_repeats
 from ..scheduler import ComputeScheduler
 from ..worker import messages
 from ..worker.phases import DECODE, ENCODE, POST_PROCESS, SAMPLE
@@ -45,12 +48,18 @@ def check_limits(params: DiffusionParams, limits: Limits) -> None:
 
 def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits, scheduler: ComputeScheduler) -> None:
     """What depends on the model: the sizes it can make, the room left in its queue."""
+    if model.is_upscaler:
+        raise invalid_params("modelId", f"names an upscaler model ({model.family}); it takes `upscale`, not `diffusion`")
     for field in ("width", "height"):
         if getattr(params, field) % model.size_multiple:
             raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")
     if params.preview_method == "tae" and not model.load.taesd_path:
         # The library would silently decode `tae` previews with the full VAE instead.
         raise invalid_params("preview_method", "`tae` needs a model loaded with modelConfig.taesdPath")
+    check_queue_room(model, limits, scheduler)
+
+
+def check_queue_room(model: LoadedModel, limits: Limits, scheduler: ComputeScheduler) -> None:
     queued = sum(not turn.running for turn in scheduler.turns(model))  # waiting for the device counts
     if queued >= limits.maxQueue:
         raise SidecarError(
@@ -70,6 +79,10 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     model = models.get(params.modelId)
     img2img.check_source_size(params, source, model.size_multiple, model.family)
     check_fits_model(params, model, ctx.server.limits, ctx.server.scheduler)
+    hires = await resolve_hires(params, model, ctx.server.limits)
+    size = (hires.width, hires.height) if hires else (params.width, params.height)
+    repeats = upscale_repeats(params, model, ctx.server.limits, size)
+    loras = await resolve_loras(params.lora, ctx.server.limits.maxLoras, ctx.server.limits.modelsRoot)
     ctx.active.model_id = model.model_id
     if params.timeoutMs:
         ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
@@ -95,6 +108,9 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         preview_noisy=params.preview_noisy,
         **await img2img.job_fields(params, source, ctx.server.limits),
         sampling_steps=steps_run,
+        loras=loras,
+        upscale_repeats=repeats,
+        hires=hires,
         **await ref_images.job_fields(params, model, ctx.server.limits),
     )
     images: list[messages.Image] = []
@@ -129,20 +145,15 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
             ctx.active.partial["outputs"].append(_base64(event.png))
             ctx.active.partial["seeds"].append(event.seed)
 
-    turn = ctx.server.scheduler.turn(model.demand, owner=model, label=ctx.request_id, after=model.gate.ticket())
-    async with turn:  # its model's queue first, then the compute device, shared with every model
-        ctx.active.running = True
-        started = time.monotonic()
-        try:
-            outcome = await model.request(job, on_event)
-        except anyio.get_cancelled_exc_class():
-            models.abandon_running_request(model)
-            raise
-        generation_ms = elapsed_ms(started)
+    outcome, generation_ms = await ctx.run_on(model, job, on_event)
     if isinstance(outcome, messages.Failed):
         raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
     stats = model.record(
-        generation_ms=generation_ms, steps=steps_run, width=images[0].width, height=images[0].height, seeds=seeds
+        generation_ms=generation_ms,
+        steps=steps_run + (hires.sampling_steps if hires else 0),
+        width=images[0].width,
+        height=images[0].height,
+        seeds=seeds,
     )
     return DiffusionResult(
         outputs=ctx.active.partial["outputs"],

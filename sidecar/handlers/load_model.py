@@ -20,7 +20,11 @@ from ..errors import SidecarError
 from ..model_header import refuse_dit_without_text_encoder
 from ..models import ModelSettings
 from ..paths import checked_file
+from ..upscalers import is_esrgan_file
 from ..worker import messages
+
+# Exact LoRAs per request (see sidecar/loras.py): the sidecar's default, not the native one.
+DEFAULT_LORA_APPLY_MODE = "at_runtime"
 
 
 async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResult:
@@ -44,19 +48,23 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         clip_g_path=companions.get("clipGPath", ""),
         t5xxl_path=companions.get("t5xxlPath", ""),
         llm_path=companions.get("llmPath", ""),
+        upscaler_path=companions.get("upscalerPath", ""),
         taesd_path=companions.get("taesdPath", ""),
         n_threads=config.threads or None,
         wtype=config.type or None,
         prediction=config.prediction or None,
         rng_type=config.rng or None,
         sampler_rng_type=config.sampler_rng or None,
-        lora_apply_mode=config.lora_apply_mode or None,
+        lora_apply_mode=config.lora_apply_mode or DEFAULT_LORA_APPLY_MODE,
         keep_clip_on_cpu=_given(config.clip_on_cpu),
         keep_vae_on_cpu=_given(config.vae_on_cpu),
         offload_params_to_cpu=_given(config.offload_to_cpu),
         flash_attn=_given(config.flash_attn),
         diffusion_flash_attn=_given(config.diffusion_fa),
     )
+    # An ESRGAN file on its own is an upscaler model, for the `upscale` method.
+    if not companions and await anyio.to_thread.run_sync(is_esrgan_file, model_path):
+        load = messages.Load(upscaler_path=model_path, n_threads=load.n_threads)
     # Two loads are identical when they name the same files (after resolving) with the same options.
     load_key = json.dumps({**msgspec.to_builtins(config), **companions, "modelPath": model_path}, sort_keys=True)
     files = {"modelPath": model_path, **companions}
@@ -82,6 +90,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         modelFamily=model.family,
         alreadyLoaded=already_loaded,
         sizeMultiple=model.size_multiple,
+        upscaleFactor=model.upscale_factor,
     )
 
 

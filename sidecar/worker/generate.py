@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import msgspec
 
-from . import messages
-from .native import NativeModel
+from . import hires, messages
+from .native import NativeModel, RawImage
 from .phases import DECODE, ENCODE, POST_PROCESS, SAMPLE, PhaseClock, phase_of_log
-from .png import encode_png, parameters_text
+from .png import encode_png, lora_fields, lora_tags, parameters_text
 from .previews import NativePreviews, native_previews
 
 
@@ -35,24 +35,26 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
             previews.stop()
         clock.enter(POST_PROCESS)
         sampled += progress.sampled
+        rgb, width, height, upscale_fields = _upscaled(model, job, raw)
         parameters = parameters_text(
-            prompt=job.prompt,
+            prompt=job.prompt + lora_tags(job.loras),
             negative_prompt=job.negative_prompt,
             steps=job.steps,
             sampler=sampler_name,
             scheduler=scheduler_name,
             cfg_scale=job.cfg_scale,
             seed=seed,
-            width=raw.width,
-            height=raw.height,
+            width=job.width,  # the first pass's, as A1111 writes it; hires and upscale fields say the rest
+            height=job.height,
             model=job.model_name,
             guidance=None if model.is_unet else job.guidance,
             image_cfg_scale=job.img_cfg_scale if job.init_image else None,
             denoising_strength=job.strength if job.init_image else None,
             masked=job.mask_image is not None,
+            extra={**hires.png_fields(job.hires), **lora_fields(job.loras), **upscale_fields},
         )
-        png = encode_png(raw.data, raw.width, raw.height, raw.channels, parameters)
-        send(messages.Image(index, seed, raw.width, raw.height, png))
+        png = encode_png(rgb, width, height, raw.channels, parameters)
+        send(messages.Image(index, seed, width, height, png))
     clock.stop()
     send(messages.Generated(sampler_name, scheduler_name, clock.totals_ms, sampled))
 
@@ -96,3 +98,11 @@ class _ImageProgress:
         if phase == DECODE:
             self._previews.end_sampling()
             self._send(messages.Tick(self._index, self.steps, self.steps, DECODE))
+
+
+def _upscaled(model: NativeModel, job: messages.Generate, raw: RawImage) -> tuple[bytes, int, int, dict[str, str]]:
+    """The image after the attached upscaler's runs (`upscale`), and what the PNG says of them."""
+    if not job.upscale_repeats or model.upscaler is None:
+        return raw.data, raw.width, raw.height, {}
+    rgb, width, height = model.upscaler.run(raw.data, raw.width, raw.height, job.upscale_repeats, lambda *_: None)
+    return rgb, width, height, model.upscaler.png_fields(job.upscale_repeats)

@@ -65,21 +65,39 @@ def run(log_level: str) -> None:
     # Imported only now, after stdout is guarded: loading the library may print.
     from . import native
     from .generate import generate
+    from .upscale import upscale
 
-    model: native.NativeModel | None = None
+    model: native.NativeModel | native.NativeUpscaler | None = None
     while True:
         request = pipe.requests.get()
         if isinstance(request, messages.Load):
             try:
-                model = native.NativeModel(request, log_level, lambda done, total: pipe.send(messages.LoadProgress(done, total)))
+                model = _load(request, log_level, pipe)
             except native.NativeError as error:
                 pipe.send(messages.Failed(str(error)))
-            else:
-                pipe.send(messages.Loaded(model.family, model.size_multiple))
         elif model is None:
             pipe.send(messages.Failed("no model is loaded in this worker"))
         else:
             try:
-                generate(model, request, pipe.send)
+                if isinstance(request, messages.Upscale) and isinstance(model, native.NativeUpscaler):
+                    upscale(model, request, pipe.send)
+                elif isinstance(request, messages.Generate) and isinstance(model, native.NativeModel):
+                    generate(model, request, pipe.send)
+                else:
+                    pipe.send(messages.Failed(f"this model cannot take a {type(request).__name__} request"))
             except native.NativeError as error:
                 pipe.send(messages.Failed(str(error)))
+
+
+def _load(request: messages.Load, log_level: str, pipe: _Pipe) -> object:
+    """A diffusion model (with its upscaler, if one is attached), or an ESRGAN file alone."""
+    from . import native
+
+    if not (request.model_path or request.diffusion_model_path):
+        upscaler = native.load_upscaler(request, log_level)
+        pipe.send(messages.Loaded(f"ESRGAN upscaler (x{upscaler.factor})", 1, upscaler.factor))
+        return upscaler
+    model = native.NativeModel(request, log_level, lambda done, total: pipe.send(messages.LoadProgress(done, total)))
+    factor = model.upscaler.factor if model.upscaler else 0
+    pipe.send(messages.Loaded(model.family, model.size_multiple, factor))
+    return model

@@ -37,6 +37,33 @@ class Load(Struct, kw_only=True, tag=True):
     offload_params_to_cpu: bool | None = None
     flash_attn: bool | None = None
     diffusion_flash_attn: bool | None = None
+    upscaler_path: str = ""
+    """An ESRGAN file: loaded beside the model, or alone (no model path) as an upscaler model."""
+
+
+class Lora(Struct):
+    """One LoRA of a request: what the native call needs, and what the PNG says about it."""
+
+    path: str
+    weight: float
+    name: str
+    """A1111's alias for it: the file's stem."""
+    short_hash: str
+    """A1111's `Lora hashes` value."""
+
+
+class Hires(Struct):
+    """The hires fix, resolved by the front: a native upscaler name and the target size."""
+
+    upscaler: str
+    width: int
+    height: int
+    steps: int
+    denoising_strength: float
+    sampling_steps: int
+    """Steps the second pass samples (what its ticks count)."""
+    scale: float | None
+    """As asked (for the PNG); None when a target size was."""
 
 
 class Pixels(Struct):
@@ -78,6 +105,20 @@ class Generate(Struct, tag=True):
     """Steps the library runs per image where fewer than `steps` (img2img); None: `steps`."""
     ref_images: list[Pixels] = []
     """Reference images, RGB, each at the size the front chose."""
+    loras: list[Lora] = []
+    upscale_repeats: int = 0
+    """Runs of the attached upscaler on each image after generation; 0: none."""
+    hires: Hires | None = None
+
+
+class Upscale(Struct, tag=True):
+    """Upscale one RGB image with an upscaler model."""
+
+    rgb: bytes
+    width: int
+    height: int
+    repeats: int
+
 
 
 # --- worker -> front ---------------------------------------------------------------------------
@@ -91,6 +132,7 @@ class LoadProgress(Struct, tag=True):
 class Loaded(Struct, tag=True):
     family: str
     size_multiple: int
+    upscale_factor: int = 0
 
 
 class Tick(Struct, tag=True):
@@ -115,6 +157,18 @@ class Image(Struct, tag=True):
     width: int
     height: int
     png: bytes
+
+
+class UpscaleTick(Struct, tag=True):
+    repeat: int
+    tile: int
+    tiles: int
+
+
+class Upscaled(Struct, tag=True):
+    png: bytes
+    width: int
+    height: int
 
 
 class Generated(Struct, tag=True):
@@ -142,9 +196,9 @@ class ProbeResult(Struct, tag=True):
     cpu_features: list[str]
 
 
-ToWorker = Load | Generate
-FromWorker = LoadProgress | Loaded | Tick | Preview | Image | Generated | Failed | ProbeResult
-FINAL = (Loaded, Generated, Failed, ProbeResult)
+ToWorker = Load | Generate | Upscale
+FromWorker = LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
+FINAL = (Loaded, Generated, Upscaled, Failed, ProbeResult)
 """Messages that end a request; everything else is an event on the way."""
 
 HEADER = struct.Struct(">I")

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import stable_diffusion_cpp
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 
-from . import cpu_backend, families, messages
+from . import cpu_backend, families, hires, lora, messages
 from .native_images import InputImages
+from .upscaler import NativeUpscaler
 
 _lib = sd._lib
 cpu_backend.load_variants()  # before the first native call picks a CPU backend
@@ -174,6 +175,10 @@ class NativeModel:
         self.is_unet = families.is_unet(self.family)
         self._cache_mode = sd.SDCacheMode.SD_CACHE_UCACHE if self.is_unet else sd.SDCacheMode.SD_CACHE_EASYCACHE
         self.size_multiple = families.size_multiple(self.family)
+        # An ESRGAN file attached at load shares this model's process-global native hooks.
+        self.upscaler = (
+            NativeUpscaler(load.upscaler_path, load.n_threads, self._log, self._progress) if load.upscaler_path else None
+        )
 
     def resolve_sampling(self, sampling_method: str | None, scheduler: str | None) -> tuple[int, int]:
         """The method and scheduler a generation will use: the caller's, else the model's defaults."""
@@ -221,11 +226,18 @@ class NativeModel:
             params.cache.reuse_threshold = CACHE_THRESHOLDS[self._cache_mode][job.cache_preset]
         input_images = InputImages(job)  # owns the pixels the params point at until the call returns
         input_images.apply(params)
-        self._progress.listener = _SamplingSteps(on_step)
+        # What params points at (LoRA paths, the hires upscaler's path) lives as long as this does.
+        pointed_at = (lora.attach(params, job.loras), hires.attach(params, job.hires, self.upscaler))
+        self._progress.listener = (
+            _SamplingSteps(on_step)
+            if job.hires is None
+            else hires.TwoPassSteps(on_step, job.steps, job.hires.sampling_steps)
+        )
         try:
             images = sd.generate_image(self._ctx, ctypes.byref(params))
         finally:
             self._progress.listener = None
+        del pointed_at
         if not images:
             raise self._log.failure("the native library returned no image")
         image = images[0]
@@ -237,6 +249,11 @@ class NativeModel:
         finally:
             _free_image_data(ctypes.cast(image.data, ctypes.c_void_p))
             _free_image_data(ctypes.cast(images, ctypes.c_void_p))
+
+
+def load_upscaler(load: messages.Load, log_level: str) -> NativeUpscaler:
+    """An upscaler model: an ESRGAN file loaded on its own."""
+    return NativeUpscaler(load.upscaler_path, load.n_threads, _NativeLog(LOG_LEVELS[log_level]), _Progress())
 
 
 class _SamplingSteps:

@@ -7,8 +7,12 @@ the prompt, a `Negative prompt:` line when there is one, then one line of `Key: 
 from __future__ import annotations
 
 import io
+import json
+from collections.abc import Mapping
 
 from PIL import Image, PngImagePlugin
+
+from . import messages
 
 # zlib level 1 is several times faster than Pillow's default 6 for a few percent more bytes
 # (bench/output.py measures every level): the encode must stay small next to a fast GPU's
@@ -32,9 +36,11 @@ def parameters_text(
     image_cfg_scale: float | None = None,
     denoising_strength: float | None = None,
     masked: bool = False,
+    extra: Mapping[str, object] = {},
 ) -> str:
     """img2img adds A1111's `Denoising strength` (and `Image CFG scale` when given); inpainting adds
-    `Mask blur: 0`, the key by which A1111 and PNG-info readers tell an inpainting (no blur here)."""
+    `Mask blur: 0`, the key by which A1111 and PNG-info readers tell an inpainting (no blur here).
+    `extra`: further `Key: value` pairs (hires fix, LoRAs, upscaling), in A1111's order."""
     lines = [prompt]
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
@@ -55,8 +61,26 @@ def parameters_text(
         fields["Denoising strength"] = f"{denoising_strength:g}"
     if masked:
         fields["Mask blur"] = 0
-    lines.append(", ".join(f"{key}: {value}" for key, value in fields.items()))
+    fields.update(extra)
+    lines.append(", ".join(f"{key}: {a1111_quote(str(value))}" for key, value in fields.items()))
     return "\n".join(lines)
+
+
+def a1111_quote(value: str) -> str:
+    """A value as A1111 writes it: JSON-quoted when it holds a separator its reader splits on."""
+    return json.dumps(value, ensure_ascii=False) if any(c in value for c in ",:\n") else value
+
+
+def lora_tags(loras: list[messages.Lora]) -> str:
+    """The prompt tags A1111 would have needed for these LoRAs, so the prompt reproduces there."""
+    return "".join(f" <lora:{lora.name}:{lora.weight:g}>" for lora in loras)
+
+
+def lora_fields(loras: list[messages.Lora]) -> dict[str, str]:
+    """`Lora hashes`, which sites that read the parameters use to link each LoRA."""
+    if not loras:
+        return {}
+    return {"Lora hashes": ", ".join(f"{lora.name}: {lora.short_hash}" for lora in loras)}
 
 
 def encode_png(

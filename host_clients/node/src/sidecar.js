@@ -152,6 +152,17 @@ export class Sidecar {
     );
   }
 
+  /**
+   * Upscales an image file's bytes with an upscaler model (`loadModel` of an ESRGAN file); resolves
+   * to `{ output, stats }` with the PNG bytes. `onProgress` gets each tile; its `requestId` cancels.
+   */
+  async upscale({ modelId, image, repeats, timeoutMs, onProgress } = {}) {
+    const encoded = image instanceof Uint8Array ? Buffer.from(image.buffer, image.byteOffset, image.byteLength) : null;
+    const params = { modelId, image: encoded ? encoded.toString("base64") : image, repeats, timeoutMs };
+    const result = await this.request("upscale", params, onProgress);
+    return { output: new Uint8Array(Buffer.from(result.output, "base64")), stats: result.stats };
+  }
+
   /** Cancels one request (`{ requestId }`) or every request on a model (`{ modelId }`). */
   cancel(target) {
     return this.request("cancel", target);

@@ -28,7 +28,15 @@ const DECLARED = {
   Limits: ["methods/initialize.result.json", "Limits"],
   ListModelsResult: ["methods/listModels.result.json", "ListModelsResult"],
   ListedModel: ["methods/listModels.result.json", "ListedModel"],
+  ListedRequest: ["methods/listModels.result.json", "ListedRequest"],
   ModelTotals: ["methods/listModels.result.json", "ModelTotals"],
+  LoraSpec: ["methods/diffusion.params.json", "LoraSpec"],
+  UpscaleSpec: ["methods/diffusion.params.json", "UpscaleSpec"],
+  HiresParams: ["methods/diffusion.params.json", "HiresParams"],
+  UpscaleParams: ["methods/upscale.params.json", "UpscaleParams"],
+  UpscaleResult: ["methods/upscale.result.json", "UpscaleResult"],
+  UpscaleStats: ["methods/upscale.result.json", "UpscaleStats"],
+  UpscaleProgress: ["notifications/upscale.progress.json", "UpscaleProgress"],
 };
 // The client sends these itself and exposes no type for them: `shutdown` and `exit` take no
 // params, and cancelling goes through `cancel()`, not the LSP notification.

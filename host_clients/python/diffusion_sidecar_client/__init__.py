@@ -1,7 +1,14 @@
 """Python host client for diffusion-sidecar: spawn it, load models, generate images."""
 
 from diffusion_sidecar_protocol import PROTOCOL_VERSION, __version__
-from diffusion_sidecar_protocol.types import DiffusionPreview, DiffusionProgress, DiffusionStats, LoadModelProgress
+from diffusion_sidecar_protocol.types import (
+    DiffusionPreview,
+    DiffusionProgress,
+    DiffusionStats,
+    LoadModelProgress,
+    UpscaleProgress,
+    UpscaleStats,
+)
 
 from .client import DiffusionCall, ImageInput, Preview, ProtocolMismatch, Sidecar, SidecarError, SidecarExited
 from .discovery import SidecarNotFound, default_command
@@ -22,6 +29,8 @@ __all__ = [
     "SidecarExited",
     "SidecarNotFound",
     "SyncSidecar",
+    "UpscaleProgress",
+    "UpscaleStats",
     "__version__",
     "default_command",
 ]

@@ -25,6 +25,9 @@ from diffusion_sidecar_protocol.types import (
     ListModelsResult,
     LoadModelProgress,
     LoadModelResult,
+    UpscaleProgress,
+    UpscaleResult,
+    UpscaleStats,
 )
 
 from .discovery import default_command
@@ -449,6 +452,28 @@ class Sidecar:
             return msgspec.json.decode(await self._answer(request_id, call), type=DiffusionResult)
 
         return DiffusionCall(self, request_id, loop.create_task(answer()), ticks, previews)
+
+    async def upscale(
+        self,
+        model_id: str,
+        image: ImageInput,
+        *,
+        repeats: int = 1,
+        on_progress: Callable[[UpscaleProgress], None] | None = None,
+        **params: Any,
+    ) -> tuple[bytes, UpscaleStats]:
+        """Upscale an image (file bytes or a path, see `ImageInput`) with an upscaler model; return PNG bytes and stats.
+
+        Each tick's `requestId` is what `cancel(request_id=...)` takes.
+        """
+
+        def notified(_method: str, raw: msgspec.Raw) -> None:
+            if on_progress is not None:
+                on_progress(msgspec.json.decode(raw, type=UpscaleProgress))
+
+        request = {"modelId": model_id, "image": encode_image(image), "repeats": repeats, **params}
+        result = msgspec.json.decode(await self.request("upscale", request, notified), type=UpscaleResult)
+        return base64.b64decode(result.output), result.stats
 
     async def cancel(self, *, request_id: int | None = None, model_id: str | None = None) -> int:
         """Cancel one request or every request on a model; return how many were cancelled."""

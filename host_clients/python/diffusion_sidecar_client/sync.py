@@ -7,9 +7,15 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from diffusion_sidecar_protocol.types import DiffusionProgress, DiffusionStats, ListModelsResult
+from diffusion_sidecar_protocol.types import (
+    DiffusionProgress,
+    DiffusionStats,
+    ListModelsResult,
+    UpscaleProgress,
+    UpscaleStats,
+)
 
-from .client import Preview, Sidecar
+from .client import ImageInput, Preview, Sidecar
 
 T = TypeVar("T")
 
@@ -55,6 +61,17 @@ class SyncSidecar:
             return await call.outputs, await call.stats
 
         return self._run(run())
+
+    def upscale(
+        self,
+        model_id: str,
+        image: ImageInput,
+        *,
+        on_progress: Callable[[UpscaleProgress], None] | None = None,
+        **params: Any,
+    ) -> tuple[bytes, UpscaleStats]:
+        """Upscale an image (file bytes or a path); `on_progress` is called (in the client's thread) for each tile."""
+        return self._run(self._sidecar.upscale(model_id, image, on_progress=on_progress, **params))
 
     def unload_model(self, model_id: str) -> None:
         self._run(self._sidecar.unload_model(model_id))

@@ -39,6 +39,13 @@ Phase = str
 """A `diffusion/progress` tick's phase: "encode", "sample" or "decode" (see PHASES). A string, not
 a closed list: later versions add phases (an upscale pass), and older hosts must keep decoding."""
 PHASES = ("encode", "sample", "decode")
+# The hires-fix upscalers as sd-cli spells them (its "None" and "Model" left out: no hires fix is
+# `hires` omitted, and the ESRGAN file attached at load is `model`); matched case-insensitively.
+HIRES_UPSCALERS = (
+    "Latent", "Latent (nearest)", "Latent (nearest-exact)", "Latent (antialiased)", "Latent (bicubic)",
+    "Latent (bicubic antialiased)", "Lanczos", "Nearest",
+)  # fmt: skip
+HIRES_MODEL_UPSCALER = "model"
 
 RequestId = int | str
 
@@ -54,6 +61,8 @@ Side = Annotated[int, Meta(ge=8, le=MAX_SIDE, multiple_of=8)]
 Seed = Annotated[int, Meta(ge=-1, le=MAX_SAFE_INTEGER)]
 NonNegativeFloat = Annotated[float, Meta(ge=0, le=1000)]
 Strength = Annotated[float, Meta(ge=0, le=1)]
+LoraWeight = Annotated[float, Meta(ge=-10, le=10)]
+Repeats = Annotated[int, Meta(ge=1, le=4)]
 
 
 class Params(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -115,6 +124,8 @@ class Limits(Struct, kw_only=True):
     """Longest `prompt` and `negative_prompt`, in UTF-8 bytes. Text is encoded in 77-token chunks
     whose cost grows faster than linearly, and a token is at least one byte: bytes bound the work
     whatever the script, where characters would let CJK or emoji text cost several times more."""
+    maxLoras: int = 8
+    """LoRAs in one `diffusion` request."""
 
 
 class InitializeResult(Struct, kw_only=True):
@@ -158,15 +169,19 @@ class ModelConfig(Params):
     taesdPath: str | UnsetType = UNSET
     """A TAESD file (tiny autoencoder) for `preview_method: "tae"`; used for previews only, the
     final image still comes from the model's VAE. Without it, `tae` previews are refused."""
+    upscalerPath: str | UnsetType = UNSET
+    """An ESRGAN upscaler file (RealESRGAN/BasicSR RRDBNet) attached to this model: `diffusion`'s
+    `upscale` and the hires fix's `model` upscaler use it."""
 
 
-COMPANION_FILES = ("vaePath", "clipLPath", "clipGPath", "t5xxlPath", "llmPath", "taesdPath")
+COMPANION_FILES = ("vaePath", "clipLPath", "clipGPath", "t5xxlPath", "llmPath", "taesdPath", "upscalerPath")
 TEXT_ENCODER_FILES = ("clipLPath", "clipGPath", "t5xxlPath", "llmPath")
 
 
 class LoadModelParams(Params):
     modelPath: str
-    """A single .safetensors, .ckpt or .gguf file, or a diffusers folder."""
+    """A single .safetensors, .ckpt or .gguf file, or a diffusers folder. An ESRGAN upscaler file
+    on its own loads an upscaler model, for the `upscale` method."""
     modelConfig: ModelConfig = msgspec.field(default_factory=ModelConfig)
 
 
@@ -175,11 +190,14 @@ class LoadModelResult(Struct, kw_only=True):
     modelLoadMs: float
     """Worker start plus native load, as it took when this model was loaded."""
     modelFamily: str
-    """The architecture stable-diffusion.cpp detected, e.g. "SD 1.x Tiny UNet"."""
+    """The architecture stable-diffusion.cpp detected, e.g. "SD 1.x Tiny UNet"; for an upscaler
+    model "ESRGAN upscaler (x4)"."""
     alreadyLoaded: bool
     """True when an identical load had already been done (or was under way): nothing was loaded."""
     sizeMultiple: int
     """`width` and `height` must be multiples of this for this model (64 for UNet models)."""
+    upscaleFactor: int = 0
+    """Scale of the model's upscaler (attached with `upscalerPath`, or the model itself); 0: none."""
 
 
 class LoadModelProgress(Struct, kw_only=True):
@@ -192,6 +210,43 @@ class LoadModelProgress(Struct, kw_only=True):
 
 
 # --- diffusion ---------------------------------------------------------------------------------
+
+
+class LoraSpec(Params):
+    """One LoRA of a `diffusion` request."""
+
+    path: str
+    """A LoRA file (kohya, peft, LoHa or LoKr layout): .safetensors, .ckpt, .pt, .pth or .gguf."""
+    weight: LoraWeight = 1.0
+    """A1111's prompt-tag weight, stable-diffusion.cpp's multiplier; negative weights invert it."""
+
+
+class UpscaleSpec(Params):
+    """`diffusion`'s `upscale` as an object."""
+
+    repeats: Repeats = 1
+    """How many times the upscaler runs on each image (each run multiplies the sides by its scale)."""
+
+
+class HiresParams(Params):
+    """Hires fix: a second sampling pass at a larger size, started from the upscaled first pass.
+
+    Give `scale`, or `width` and `height`; not both.
+    """
+
+    scale: Annotated[float, Meta(gt=1, le=8)] | UnsetType = UNSET
+    """Target size as a factor of `width` and `height`; the result must be a multiple of the
+    model's `sizeMultiple`. Neither `scale` nor a size: 2."""
+    width: Side | UnsetType = UNSET
+    height: Side | UnsetType = UNSET
+    steps: Annotated[int, Meta(ge=0)] = 0
+    """Sampling steps of the second pass; 0: as many as the first pass."""
+    denoising_strength: Annotated[float, Meta(gt=0, le=1)] = 0.7
+    """How much the second pass changes the upscaled image (A1111's name and default)."""
+    upscaler: str = "Latent"
+    """One of sd-cli's names, case-insensitive: Latent, Latent (nearest), Latent (nearest-exact),
+    Latent (antialiased), Latent (bicubic), Latent (bicubic antialiased), Lanczos, Nearest; or
+    `model`: the ESRGAN file attached at load (`upscalerPath`)."""
 
 
 class DiffusionParams(Params):
@@ -250,6 +305,14 @@ class DiffusionParams(Params):
     diffusion.cpp's CLI does (its aspect kept, about the output's pixel count, sides multiples of 16).
     Used by FLUX-family, Qwen-Image and Z-Image models (Instruct-Pix2Pix models: one); refused on
     models that would encode them and drop them (SD1.x/2.x/XL UNets)."""
+    lora: str | list[LoraSpec] | UnsetType = UNSET
+    """LoRAs for this request only: one path (weight 1, QVAC's form) or a list of `{path, weight}`.
+    Files are checked like `loadModel`'s, before any work; at most `limits.maxLoras`."""
+    upscale: bool | UpscaleSpec | UnsetType = UNSET
+    """Upscale each image after generation with the model's `upscalerPath` file: `true` (once) or
+    `{repeats}`. The final size counts against `maxPixels`."""
+    hires: HiresParams | UnsetType = UNSET
+    """Hires fix (A1111's): the first pass at `width` x `height`, a second at the hires size."""
 
 
 class DiffusionProgress(Struct, kw_only=True):
@@ -326,7 +389,8 @@ class DiffusionStats(Struct, kw_only=True):
     vaeMs: float = 0.0
     """This call's `decode` phase (the VAE decode of the final latents), over the batch."""
     postProcessMs: float = 0.0
-    """This call's work after the library returned: pixels copied out, PNG encoded, handed over."""
+    """This call's work after the library returned: the attached upscaler's runs (`upscale`),
+    pixels copied out, PNG encoded, handed over."""
     stepsPerSecond: float = 0.0
     """Sampling steps run by this call divided by `denoiseMs`."""
 
@@ -341,6 +405,52 @@ class DiffusionResult(Struct, kw_only=True):
     """The sampling method the images were made with: the request's, else the model's native default."""
     scheduler: str
     """The scheduler the images were made with: the request's, else the model's native default."""
+
+
+# --- upscale -----------------------------------------------------------------------------------
+
+
+class UpscaleParams(Params):
+    """Upscale one image with an upscaler model (`loadModel` of an ESRGAN file on its own)."""
+
+    modelId: str
+    image: str
+    """The image, base64-encoded (PNG, JPEG, WebP, ...); its alpha channel, if any, is dropped."""
+    repeats: Repeats = 1
+    """How many times the upscaler runs (each run multiplies the sides by its scale)."""
+    timeoutMs: Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)] | UnsetType = UNSET
+    """A deadline from the request's arrival; past it the request is cancelled (`data.code` TIMEOUT)."""
+
+
+class UpscaleProgress(Struct, kw_only=True):
+    """Notification `upscale/progress`: one per tile the upscaler finished."""
+
+    requestId: RequestId | None
+    tile: int
+    totalTiles: int
+    """Tiles of this run."""
+    repeat: int
+    """Index of the run, from 0."""
+    repeats: int
+    elapsedMs: float
+    """Since the request arrived."""
+
+
+class UpscaleStats(Struct, kw_only=True):
+    modelLoadMs: float
+    """Time the upscaler model took to load (worker start plus native load)."""
+    postProcessMs: float
+    """This call, from the moment the model started on it (queue wait excluded) to the encoded PNG."""
+    width: int
+    height: int
+    inputWidth: int
+    inputHeight: int
+
+
+class UpscaleResult(Struct, kw_only=True):
+    output: str
+    """The upscaled image: base64 PNG with an A1111-style `parameters` chunk naming the upscaler."""
+    stats: UpscaleStats
 
 
 # --- cancel ------------------------------------------------------------------------------------
@@ -438,5 +548,6 @@ NOTIFICATIONS: dict[str, type[Struct]] = {
     "loadModel/progress": LoadModelProgress,
     "diffusion/progress": DiffusionProgress,
     "diffusion/preview": DiffusionPreview,
+    "upscale/progress": UpscaleProgress,
 }
 """Notifications the sidecar sends, by method name."""
