@@ -140,8 +140,9 @@ def test_wrong_types_in_every_field(sidecar: Sidecar, target: tuple, value: obje
     reply = _single_error(sidecar.exchange(line))
     assert reply["id"] == request_id
     field_named = reply["error"]["data"]["field"]
-    # A wrong value inside an object-typed field (modelConfig) is named by its own path.
-    assert reply["error"]["code"] == -32602 and (field_named == path or field_named.startswith(path + ".")), reply
+    # A wrong value inside an object- or list-typed field (modelConfig, ref_images) is named by its own path.
+    inside = field_named.startswith((path + ".", path + "["))
+    assert reply["error"]["code"] == -32602 and (field_named == path or inside), reply
 
 
 @settings(FUZZ, max_examples=1500)
