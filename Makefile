@@ -42,15 +42,16 @@ $(BUILD_TOOLS): $(INSTALLED)
 	$(PY) -m pip install --quiet -e '.[test,build]'
 	touch $@
 
-# One executable with the native library inside (build/diffusion-sidecar.spec); rebuilt when what
-# it bundles changes. touch: PyInstaller leaves the file alone when the change does not reach it.
+# One executable with the native library inside, rebuilt when what it bundles changes: PyInstaller
+# makes a folder (build/diffusion-sidecar.spec), build/pack_binary.py appends it to a small launcher
+# (build/launcher.c) that unpacks it once per build into the user's cache and runs it from there.
 # The library is the portable one (CPU variants chosen at run time), not the venv's -march=native
 # build: build/native_library.py compiles it with cmake (about 25 minutes cold on 2 cores) into
 # ~/.cache/diffusion-sidecar/native/, keyed by version and flags, and reuses it after that.
-$(BINARY): $(BUILD_TOOLS) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*.json host_clients/python/diffusion_sidecar_protocol/*.py build/*.py build/*.spec)
+$(BINARY): $(BUILD_TOOLS) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*.json host_clients/python/diffusion_sidecar_protocol/*.py build/*.py build/*.spec build/*.c)
 	$(PY) build/native_library.py
-	$(PY) -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/work build/diffusion-sidecar.spec
-	touch $@
+	$(PY) -m PyInstaller --noconfirm --log-level WARN --distpath build/work/dist --workpath build/work build/diffusion-sidecar.spec
+	$(PY) build/pack_binary.py build/work/dist/diffusion-sidecar build/launcher.c $@
 
 binary: $(BINARY)
 

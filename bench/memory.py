@@ -1,5 +1,5 @@
-"""6. Memory: the front process's RSS (the process that serves; with the frozen binary also its
-launcher) and the model worker's RSS, now and at its peak, against the model's size on disk.
+"""6. Memory: the front process's RSS (the process that serves: the pid the host spawned, with
+either launcher) and the model worker's RSS, now and at its peak, against the model's size on disk.
 Sampled after a load and one generation, for each launcher.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from diffusion_sidecar_client import Sidecar
-from tests.harness import child_pids, worker_pids
+from tests.harness import worker_pids
 
 from .common import Row, model_megabytes, status_mb
 from .ready import launchers
@@ -23,23 +23,17 @@ async def _sample(command: list[str], env: dict[str, str], model: str) -> dict:
         model_id = await sidecar.load_model(model)
         await sidecar.diffusion(modelId=model_id, **JOB).outputs
         (worker,) = worker_pids(sidecar.pid)
-        # The frozen binary's launcher starts the process that serves; python -m sidecar serves itself.
-        serving = next(iter(child_pids(sidecar.pid) - {worker}), sidecar.pid)
-        figures = {
-            "front_mb": status_mb(serving),
+        return {
+            "front_mb": status_mb(sidecar.pid),
             "worker_mb": status_mb(worker),
             "worker_peak_mb": status_mb(worker, "VmHWM"),
         }
-        if serving != sidecar.pid:
-            figures["launcher_mb"] = status_mb(sidecar.pid)
-        return figures
 
 
 async def measure(model: str) -> dict:
     by_launcher = {}
     for name, (command, env) in launchers().items():
-        if "TMPDIR" not in env:  # where the binary unpacks does not change what it holds
-            by_launcher[name] = await _sample(command, env, model)
+        by_launcher[name] = await _sample(command, env, model)
     return {
         "unit": "MB",
         "job": JOB,
@@ -53,8 +47,7 @@ def rows(result: dict) -> list[Row]:
     table = []
     for name in ("python", "frozen"):
         figures = result[name]
-        launcher = f" + launcher {figures['launcher_mb']:.1f} MB" if "launcher_mb" in figures else ""
-        table.append(Row(f"front process RSS, {name}", f"{figures['front_mb']:.1f} MB{launcher}", f"<= {result['target_front_mb']} MB"))
+        table.append(Row(f"front process RSS, {name}", f"{figures['front_mb']:.1f} MB", f"<= {result['target_front_mb']} MB"))
     python = result["python"]
     table.append(
         Row(

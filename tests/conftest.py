@@ -13,7 +13,7 @@ BINARY = ROOT / "dist" / "diffusion-sidecar"
 # What the binary is built from, as the Makefile lists it: a binary older than any of them is stale.
 BINARY_SOURCES = (
     "sidecar/*.py", "sidecar/*/*.py", "sidecar/*.json", "host_clients/python/diffusion_sidecar_protocol/*.py",
-    "build/*.py", "build/*.spec",
+    "build/*.py", "build/*.spec", "build/*.c",
 )  # fmt: skip
 
 

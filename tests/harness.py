@@ -147,8 +147,7 @@ def descendant_pids(pid: int) -> set[int]:
 
 
 def worker_pids(pid: int) -> set[int]:
-    """The live worker processes of the sidecar started as `pid`, with either launcher: the frozen
-    binary's workers sit one level deeper, below the process that its launcher starts."""
+    """The live worker processes of the sidecar started as `pid`, with either launcher."""
     workers = set()
     for descendant in descendant_pids(pid):
         try:
