@@ -47,9 +47,18 @@ def frozen_binary() -> Path:
     return BINARY
 
 
+@pytest.fixture(scope="session")
+def python_command() -> list[str]:
+    """The Python launcher alone, for end-to-end files about behaviour that lives in the Python code
+    and the native library, which the binary runs unchanged. What packaging can break (code
+    imported late) is driven through the binary, once per capability, in tests/test_binary.py."""
+    return [sys.executable, "-m", "sidecar"]
+
+
 @pytest.fixture(scope="session", params=["python", "frozen"])
-def sidecar_command(request: pytest.FixtureRequest) -> list[str]:
-    """How an end-to-end test starts the sidecar: each test runs once per launcher a host may ship."""
+def sidecar_command(request: pytest.FixtureRequest, python_command: list[str]) -> list[str]:
+    """How an end-to-end test where the launcher matters (process handling, stdio, start-up, the
+    core generation path) starts the sidecar: each test runs once per launcher a host may ship."""
     if request.param == "frozen":
         return [str(request.getfixturevalue("frozen_binary"))]
-    return [sys.executable, "-m", "sidecar"]
+    return python_command

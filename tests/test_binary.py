@@ -9,13 +9,16 @@ import os
 import subprocess
 import time
 from importlib import metadata
+from io import BytesIO
 from pathlib import Path
 
 import pytest
-from diffusion_sidecar_client import Sidecar
+from diffusion_sidecar_client import Sidecar, SidecarError
+from PIL import Image
 
 from sidecar import __version__
 from sidecar.frozen import BUNDLED_LIBRARY
+from sidecar.synth_kinds import write
 from tests.harness import RawSidecar, descendant_pids, kill, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio
@@ -118,6 +121,48 @@ async def test_killing_the_binary_ends_its_workers(frozen_binary: Path, syntheti
     kill(sidecar.pid)  # SIGKILL: the sidecar can clean up nothing itself
     assert all(wait_gone(pid, timeout=2) for pid in below)
     await sidecar.close()
+
+
+def _picture(format: str, size: int = 64) -> bytes:
+    buffer = BytesIO()
+    Image.radial_gradient("L").resize((size, size)).convert("RGB").save(buffer, format=format)
+    return buffer.getvalue()
+
+
+async def test_every_capability_runs_in_the_binary(
+    frozen_binary: Path, synthetic_model: str, synthetic_flux: Path, tmp_path: Path
+) -> None:
+    """Most end-to-end files run on the Python launcher only (conftest.py: `python_command`): the
+    binary runs the same Python code and native library. What packaging alone can break is code
+    imported late, which PyInstaller may leave out: image decoders, the worker's LoRA, upscaler,
+    hires and preview code, the DiT header check. Each runs here once, through the binary."""
+    lora, esrgan, taesd = (write(kind, tmp_path / f"{kind}.safetensors") for kind in ("lora", "esrgan", "taesd"))
+    small = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 1, "seed": 5}
+    async with await Sidecar.start([str(frozen_binary)]) as sidecar:
+        sd1 = await sidecar.load_model(synthetic_model, {"taesdPath": str(taesd), "upscalerPath": str(esrgan)})
+        call = sidecar.diffusion(modelId=sd1, **small, preview_method="tae", lora=str(lora), upscale=True)
+        previews = [preview async for preview in call.preview_stream]
+        (upscaled,) = await call.outputs
+        assert [p.step for p in previews] == [1] and Image.open(BytesIO(upscaled)).size == (256, 256)
+        assert "<lora:lora:1>" in Image.open(BytesIO(upscaled)).text["parameters"]
+        for format in ("WEBP", "JPEG", "GIF", "BMP"):
+            call = sidecar.diffusion(modelId=sd1, **small, init_image=_picture(format), mask_image=_picture("PNG"))
+            assert len(await call.outputs) == 1, format
+        hires = {"scale": 2, "steps": 1, "upscaler": "model"}
+        (fixed,) = await sidecar.diffusion(modelId=sd1, **small, hires=hires).outputs
+        assert Image.open(BytesIO(fixed)).size == (128, 128)
+        upscaler = await sidecar.load_model(str(esrgan))
+        alone, _ = await sidecar.upscale(upscaler, _picture("PNG", 16))
+        assert Image.open(BytesIO(alone)).size == (64, 64)
+        with pytest.raises(SidecarError, match="text encoder"):
+            await sidecar.load_model(str(synthetic_flux / "diffusion.safetensors"))
+        flux = await sidecar.load_model(
+            str(synthetic_flux / "diffusion.safetensors"),
+            {"clipLPath": str(synthetic_flux / "clip_l.safetensors"), "vaePath": str(synthetic_flux / "vae.safetensors")},
+        )
+        (picture,) = await sidecar.diffusion(modelId=flux, **small, cfg_scale=1, ref_images=[_picture("PNG")]).outputs
+        assert Image.open(BytesIO(picture)).size == (64, 64)
+        assert {model.modelId for model in (await sidecar.list_models()).models} == {sd1, upscaler, flux}
 
 
 def test_the_binary_writes_the_synthetic_model_byte_for_byte(

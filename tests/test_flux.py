@@ -30,8 +30,8 @@ def flux_load(folder: Path) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-async def sidecar(sidecar_command: list[str]):
-    client = await Sidecar.start(sidecar_command)
+async def sidecar(python_command: list[str]):
+    client = await Sidecar.start(python_command)
     yield client
     assert await client.close() == 0
 

@@ -41,8 +41,8 @@ SOURCE = file_of(Image.effect_noise((64, 64), 80).convert("RGB"))
 
 
 @pytest.fixture(scope="module")
-async def sidecar(sidecar_command: list[str]):
-    client = await Sidecar.start([*sidecar_command, "--max-image-bytes", str(MAX_IMAGE_BYTES)])
+async def sidecar(python_command: list[str]):
+    client = await Sidecar.start([*python_command, "--max-image-bytes", str(MAX_IMAGE_BYTES)])
     yield client
     assert await client.close() == 0
 

@@ -16,8 +16,8 @@ SMALL = {"prompt": "a field", "width": 64, "height": 64, "steps": 1}
 
 
 @pytest.fixture(scope="module")
-async def sidecar(sidecar_command: list[str], synthetic_model: str):
-    raw = await RawSidecar.start(*FLAGS, command=sidecar_command)
+async def sidecar(python_command: list[str], synthetic_model: str):
+    raw = await RawSidecar.start(*FLAGS, command=python_command)
     raw.model_id = (await raw.call("loadModel", {"modelPath": synthetic_model}))["result"]["modelId"]
     yield raw
     await raw.stop()
@@ -86,13 +86,13 @@ async def test_overlong_line_is_refused_without_stopping_the_sidecar(sidecar: Ra
 
 
 async def test_models_root_refuses_paths_that_resolve_outside(
-    sidecar_command: list[str], synthetic_model: str, tmp_path: Path
+    python_command: list[str], synthetic_model: str, tmp_path: Path
 ) -> None:
     root = tmp_path / "models"
     root.mkdir()
     (root / "escape").symlink_to(synthetic_model)
     (root / "inside.gguf").write_bytes(b"GGUF" + bytes(64))
-    raw = await RawSidecar.start("--models-root", str(root), command=sidecar_command)
+    raw = await RawSidecar.start("--models-root", str(root), command=python_command)
     try:
         for path in (synthetic_model, str(root / "escape"), str(root / ".." / "models" / ".." / "x.gguf")):
             error = (await raw.call("loadModel", {"modelPath": path}))["error"]

@@ -13,8 +13,8 @@ SMALL = {"prompt": "a kite", "width": 64, "height": 64, "steps": 1}
 
 
 @pytest.fixture
-async def raw(sidecar_command: list[str]):
-    sidecar = await RawSidecar.start(command=sidecar_command)
+async def raw(python_command: list[str]):
+    sidecar = await RawSidecar.start(command=python_command)
     yield sidecar
     await sidecar.stop()
 
@@ -56,8 +56,8 @@ async def test_list_models_through_every_state(raw: RawSidecar, synthetic_model:
     assert await _listed(raw) == []
 
 
-async def test_python_client_lists_models(sidecar_command: list[str], synthetic_model: str) -> None:
-    async with await Sidecar.start(sidecar_command) as sidecar:
+async def test_python_client_lists_models(python_command: list[str], synthetic_model: str) -> None:
+    async with await Sidecar.start(python_command) as sidecar:
         model_id = await sidecar.load_model(synthetic_model)
         (listed,) = (await sidecar.list_models()).models
     assert listed.modelId == model_id and listed.state == "ready" and listed.totals is not None

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def raw(sidecar_command: list[str]):
-    sidecar = await RawSidecar.start(command=sidecar_command)
+async def raw(python_command: list[str]):
+    sidecar = await RawSidecar.start(command=python_command)
     yield sidecar
     await sidecar.stop()
 

@@ -32,8 +32,8 @@ def lora_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-async def sidecar(sidecar_command: list[str]):
-    client = await Sidecar.start(sidecar_command)
+async def sidecar(python_command: list[str]):
+    client = await Sidecar.start(python_command)
     yield client
     assert await client.close() == 0
 
@@ -156,11 +156,11 @@ async def test_bad_lora_files_are_refused_before_work(
 
 
 async def test_loras_outside_the_models_root_or_past_the_limit_are_refused(
-    sidecar_command: list[str], synthetic_model: str, lora_files: tuple[str, str]
+    python_command: list[str], synthetic_model: str, lora_files: tuple[str, str]
 ) -> None:
     outside, _ = lora_files
     root = str(Path(synthetic_model).parent)
-    async with await Sidecar.start([*sidecar_command, "--models-root", root, "--max-loras", "1"]) as client:
+    async with await Sidecar.start([*python_command, "--models-root", root, "--max-loras", "1"]) as client:
         assert (await client.initialize()).limits.maxLoras == 1
         model_id = await client.load_model(synthetic_model)
         not_allowed = await _refused(client, model_id, outside)

@@ -79,8 +79,8 @@ async def test_a_check_that_blocks_leaves_the_loop_free_and_can_be_cancelled(mon
         release.set()
 
 
-async def test_fifo_and_special_paths_through_a_real_sidecar(sidecar_command: list[str], synthetic_model: str, special_files: dict) -> None:
-    sidecar = await RawSidecar.start(command=sidecar_command)
+async def test_fifo_and_special_paths_through_a_real_sidecar(python_command: list[str], synthetic_model: str, special_files: dict) -> None:
+    sidecar = await RawSidecar.start(command=python_command)
     try:
         requests = [
             ({"modelPath": special_files["FIFO"]}, "modelPath", "not a FIFO"),

@@ -1,6 +1,6 @@
 """Live previews, progress phases and per-phase stats, through a real sidecar and the real backend.
 
-One sidecar per launcher, with the synthetic model loaded together with a synthetic TAESD file
+One sidecar (the Python launcher; the binary's previews: tests/test_binary.py), with the synthetic model loaded together with a synthetic TAESD file
 (random weights: every preview is noise, which is all these tests need). 64x64, 1-3 steps.
 """
 
@@ -32,8 +32,8 @@ def synthetic_taesd(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-async def sidecar(sidecar_command: list[str], synthetic_model: str, synthetic_taesd: str):
-    raw = await RawSidecar.start(command=sidecar_command)
+async def sidecar(python_command: list[str], synthetic_model: str, synthetic_taesd: str):
+    raw = await RawSidecar.start(command=python_command)
     loaded = await raw.call("loadModel", {"modelPath": synthetic_model, "modelConfig": {"taesdPath": synthetic_taesd}})
     raw.model_id = loaded["result"]["modelId"]
     yield raw

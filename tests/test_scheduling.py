@@ -237,18 +237,18 @@ def _error(response: dict, code: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-async def sidecar(sidecar_command: list[str], synthetic_model: str):
+async def sidecar(python_command: list[str], synthetic_model: str):
     """Two models that each use every core, and room for one queued request per model."""
-    raw = await _sidecar_with_two_models(sidecar_command, synthetic_model, "--max-queue", "1")
+    raw = await _sidecar_with_two_models(python_command, synthetic_model, "--max-queue", "1")
     yield raw
     await raw.stop()
 
 
 @pytest.mark.parametrize("max_running", [1, 2])
 async def test_max_running_decides_whether_models_that_fit_the_cores_run_together(
-    sidecar_command: list[str], synthetic_model: str, max_running: int
+    python_command: list[str], synthetic_model: str, max_running: int
 ) -> None:
-    raw = await _sidecar_with_two_models(sidecar_command, synthetic_model, "--max-running", str(max_running), threads=1)
+    raw = await _sidecar_with_two_models(python_command, synthetic_model, "--max-running", str(max_running), threads=1)
     try:
         assert raw.initialize["limits"]["maxRunning"] == max_running
         assert raw.initialize["backend"]["physicalCores"] >= 2, "this test needs two physical cores"

@@ -54,9 +54,9 @@ def test_python_client_sends_lone_surrogates_as_replacement_characters() -> None
 
 
 async def test_python_client_generates_from_a_prompt_cut_through_an_emoji(
-    sidecar_command: list[str], synthetic_model: str
+    python_command: list[str], synthetic_model: str
 ) -> None:
-    async with await Sidecar.start(sidecar_command) as sidecar:
+    async with await Sidecar.start(python_command) as sidecar:
         model_id = await sidecar.load_model(synthetic_model)
         call = sidecar.diffusion(modelId=model_id, prompt="a cat \ud83d", width=64, height=64, steps=1)
         (png,) = await call.outputs
@@ -69,8 +69,8 @@ def _parameters(png_base64: str) -> str:
 
 
 @pytest.fixture(scope="module")
-async def raw(sidecar_command: list[str], synthetic_model: str):
-    sidecar = await RawSidecar.start(command=sidecar_command)
+async def raw(python_command: list[str], synthetic_model: str):
+    sidecar = await RawSidecar.start(command=python_command)
     reply = await sidecar.call("loadModel", {"modelPath": synthetic_model})
     sidecar.model_id = reply["result"]["modelId"]
     yield sidecar

@@ -24,8 +24,8 @@ def esrgan_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-async def sidecar(sidecar_command: list[str]):
-    client = await Sidecar.start(sidecar_command)
+async def sidecar(python_command: list[str]):
+    client = await Sidecar.start(python_command)
     yield client
     assert await client.close() == 0
 

@@ -61,8 +61,8 @@ LOAD_CONFIG_CASES = [
 
 
 @pytest.fixture(scope="module")
-async def sidecar(sidecar_command: list[str]):
-    process = await RawSidecar.start(command=sidecar_command)
+async def sidecar(python_command: list[str]):
+    process = await RawSidecar.start(command=python_command)
     yield process
     await process.stop()
     # However bad the input was, every request was answered exactly once.
