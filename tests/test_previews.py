@@ -15,6 +15,7 @@ from PIL import Image
 
 from diffusion_sidecar_client import Sidecar
 from sidecar.synth_taesd import write_synthetic_taesd
+from sidecar.worker import messages, previews
 from tests.harness import RawSidecar
 
 # Several generations per test: generous on a busy machine (each is about a second on an idle one).
@@ -197,3 +198,26 @@ async def test_a_preview_stream_never_read_holds_only_the_most_recent() -> None:
         previews.push(Preview(0, step, 100, 8, 8, b""))
     previews.end()
     assert [p.step async for p in previews.stream()] == list(range(101 - PREVIEW_BUFFER, 101))
+
+
+@pytest.mark.parametrize(("interval", "noisy"), [(3, False), (2, True), (1, False)])
+def test_the_library_decodes_only_at_the_steps_that_are_previewed(
+    monkeypatch: pytest.MonkeyPatch, interval: int, noisy: bool
+) -> None:
+    """The library decodes a tae/vae preview at every step whatever its interval says; the worker
+    switches its decode on for the steps that are sent, and off for the others."""
+    flags = []  # (denoised, noisy) as set before step 1, then after each step for the next
+    monkeypatch.setattr(previews.sd, "sd_set_preview_callback", lambda *args: flags.append(args[3:5]))
+    job = messages.Generate(
+        **{**SMALL, "steps": 6, "negative_prompt": "", "cfg_scale": 7.0, "guidance": 3.5, "seeds": [1]},
+        sampling_method=None, scheduler=None, vae_tiling=False, cache_preset=None, model_name="m",
+        preview_method="tae", preview_interval=interval, preview_noisy=noisy,
+    )  # fmt: skip
+    native = previews.NativePreviews(lambda _preview: None)
+    native.start(job, 0, lambda: 6)
+    for step in range(1, 7):
+        native.after_step(step)
+    if interval == 1:
+        assert flags == [(not noisy, noisy)]  # on once, for every step
+    else:
+        assert flags[:6] == [(step % interval == 0 and not noisy, step % interval == 0 and noisy) for step in range(1, 7)]

@@ -90,6 +90,7 @@ class _ImageProgress:
         self.steps = steps
         self.sampled += 1
         self._send(messages.Tick(self._index, step, steps, SAMPLE))
+        self._previews.after_step(step)
 
     def on_log(self, message: str) -> None:
         phase = phase_of_log(message)

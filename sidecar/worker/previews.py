@@ -7,6 +7,10 @@ Facts this module is built on (pinned stable-diffusion.cpp, see native-facts.md)
   Second-order samplers (heun, dpm2) call it twice per step, the first time with the step number
   negated (the last step only once, negated). The interval and the step numbering are applied
   here, exactly as the progress ticks count steps.
+- The library decodes a preview (for tae and vae, the costly part) before it calls back, at every
+  step. But whether it does is read from the global `denoised`/`noisy` flags at each step, while
+  the callback and mode are fixed when sampling starts: so after each step the flags are set for
+  the next one, and steps between intervals cost no decode at all.
 - A ctypes callback object that is garbage-collected while registered crashes the process: the
   one object is made once per worker and kept for the life of the process.
 
@@ -100,10 +104,24 @@ class NativePreviews:
             return
         if self._encoder is None:
             self._encoder = PreviewEncoder(self._send)
-        self._target = _Target(image, job.preview_interval, steps_of, self._encoder)
+        # A hires fix numbers its second pass's native steps from 1 again: it decodes every step.
+        gated = job.hires is None and job.preview_interval > 1
+        mode = MODES[job.preview_method]
+        self._target = _Target(image, job.preview_interval, steps_of, self._encoder, mode, job.preview_noisy, gated)
+        self._decode_at(1)
+
+    def after_step(self, step: int) -> None:
+        """Sampling step `step` is done (the sampling thread, between steps): set up the next one."""
+        if self._target is not None and self._target.gated:
+            self._decode_at(step + 1)
+
+    def _decode_at(self, step: int) -> None:
+        """Whether the library decodes a preview at `step` (see above)."""
+        target = self._target
+        assert target is not None
+        decode = not target.gated or step % target.interval == 0
         # The library ignores the interval it is given (see above); 1 says what it does.
-        noisy = job.preview_noisy
-        sd.sd_set_preview_callback(self.callback, MODES[job.preview_method], 1, not noisy, noisy, None)
+        sd.sd_set_preview_callback(self.callback, target.mode, 1, decode and not target.noisy, decode and target.noisy, None)
 
     def end_sampling(self) -> None:
         """Sampling is over: a held first-half frame was the last step's only one, send it."""
@@ -154,6 +172,10 @@ class _Target:
     interval: int
     steps_of: Callable[[], int]
     encoder: PreviewEncoder
+    mode: int
+    noisy: bool
+    gated: bool
+    """Whether steps off the interval skip the library's decode."""
     last_step: int = 0
     held: Frame | None = None
 
