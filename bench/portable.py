@@ -2,17 +2,15 @@
 for this very machine (`GGML_NATIVE`), on the same job, interleaved:
 - native: the Python launcher, whose venv library was built here with `-march=native`;
 - binary: the frozen binary with the CPU variant it picks for this machine (named in the table);
-- binary, AVX2 only: the same binary given only its `haswell` variant (what an AVX2 laptop runs),
-  through STABLE_DIFFUSION_CPP_LIB pointing at a folder of links without the other variants.
+- binary, AVX2 only: the same binary made to load its `haswell` variant (what an AVX2 laptop runs)
+  with DIFFUSION_SIDECAR_CPU_VARIANT.
 The binary must be built first (`make bench` does).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
-import tempfile
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -30,24 +28,6 @@ TARGET_RATIO = 1.03
 AVX2_VARIANT = "haswell"
 
 
-def _native_library():
-    """build/native_library.py: where `make binary` keeps the portable library it bundled."""
-    spec = importlib.util.spec_from_file_location("native_library", ROOT / "build" / "native_library.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _only_variant(folder: Path, variant: str) -> Path:
-    """Links to the portable library and ggml's base libraries, with one CPU variant among them."""
-    native = _native_library()
-    for library in native.library_dir().iterdir():
-        is_variant = library.name.startswith("libggml-cpu-")
-        if not is_variant or library.name.startswith(f"libggml-cpu-{variant}."):
-            (folder / library.name).symlink_to(library)
-    return folder / native.LIBRARY
-
-
 def _generation(sidecar: Sidecar, model_id: str):
     async def generate() -> float:
         started = time.perf_counter()
@@ -61,22 +41,19 @@ async def measure(model: str) -> dict:
     if not BINARY.exists():
         raise FileNotFoundError(f"{BINARY} is missing: run `make binary` first")
     threads = physical_cores()
-    with tempfile.TemporaryDirectory() as folder:
-        launchers = {
-            "native": ([sys.executable, "-m", "sidecar"], {}),
-            "binary": ([str(BINARY)], {}),
-            "binary, AVX2 only": ([str(BINARY)], {"STABLE_DIFFUSION_CPP_LIB": str(_only_variant(Path(folder), AVX2_VARIANT))}),
-        }  # fmt: skip
-        async with AsyncExitStack() as stack:
-            contenders, variants = {}, {}
-            for name, (command, env) in launchers.items():
-                sidecar = await stack.enter_async_context(
-                    await Sidecar.start(command, env=env, stderr=asyncio.subprocess.DEVNULL)
-                )
-                variants[name] = (await sidecar.initialize()).backend.cpuVariant or "native build"
-                model_id = await sidecar.load_model(model, {"threads": threads})
-                contenders[name] = _generation(sidecar, model_id)
-            times = await interleaved(PAIRS, contenders)
+    launchers = {
+        "native": ([sys.executable, "-m", "sidecar"], {}),
+        "binary": ([str(BINARY)], {}),
+        "binary, AVX2 only": ([str(BINARY)], {"DIFFUSION_SIDECAR_CPU_VARIANT": AVX2_VARIANT}),
+    }
+    async with AsyncExitStack() as stack:
+        contenders, variants = {}, {}
+        for name, (command, env) in launchers.items():
+            sidecar = await stack.enter_async_context(await Sidecar.start(command, env=env, stderr=asyncio.subprocess.DEVNULL))
+            variants[name] = (await sidecar.initialize()).backend.cpuVariant or "native build"
+            model_id = await sidecar.load_model(model, {"threads": threads})
+            contenders[name] = _generation(sidecar, model_id)
+        times = await interleaved(PAIRS, contenders)
     native = times["native"]
     return {
         "unit": "ms",

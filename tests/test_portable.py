@@ -63,3 +63,15 @@ async def test_the_binary_upscales_on_a_cpu_without_avx512(frozen_binary: Path, 
     assert ran["cpuVariant"] == "haswell"
     assert "AVX2" in ran["cpuFeatures"] and "AVX512" not in ran["cpuFeatures"]
     assert ran["output"] == [64, 64] and ran["distinctValues"] > 1
+
+
+async def test_a_host_can_name_the_cpu_variant_to_load(frozen_binary: Path, esrgan: Path) -> None:
+    """ggml's pick scores features, not speed (bench `portable`: AVX2 ran faster here than AVX-512)."""
+    asked = {"DIFFUSION_SIDECAR_CPU_VARIANT": "haswell"}
+    async with await Sidecar.start([str(frozen_binary)], env=asked) as sidecar:
+        backend = (await sidecar.initialize()).backend
+    assert backend.cpuVariant == "haswell" and "AVX2" in backend.cpuFeatures and "AVX512" not in backend.cpuFeatures
+    unknown = {**os.environ, "DIFFUSION_SIDECAR_CPU_VARIANT": "pentium"}
+    ran = subprocess.run([frozen_binary, "selftest", "--upscaler", esrgan], env=unknown, capture_output=True, timeout=60)
+    assert ran.returncode != 0 and ran.stdout == b""
+    assert "DIFFUSION_SIDECAR_CPU_VARIANT='pentium': no such CPU variant; this build has haswell," in ran.stderr.decode()

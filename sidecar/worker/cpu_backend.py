@@ -18,6 +18,10 @@ import stable_diffusion_cpp.stable_diffusion_cpp as sd
 VARIANT_PREFIX = "libggml-cpu-"
 # Set by the frozen entry before the binding is imported; the binding loads the library it names.
 LIBRARY_VARIABLE = "STABLE_DIFFUSION_CPP_LIB"
+# ggml loads the variant that scores highest for the CPU's features, which is not always the fastest:
+# on this project's AVX-512 machine the AVX2 (`haswell`) variant generated 30% faster (bench
+# `portable`). A host that measured the same on its users' machines names the variant to load.
+VARIANT_VARIABLE = "DIFFUSION_SIDECAR_CPU_VARIANT"
 
 
 class _GgmlFeature(ctypes.Structure):
@@ -37,6 +41,8 @@ class _DlInfo(ctypes.Structure):
 _lib = sd._lib
 _lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
 _lib.ggml_backend_load_all_from_path.restype = None
+_lib.ggml_backend_load.argtypes = [ctypes.c_char_p]
+_lib.ggml_backend_load.restype = ctypes.c_void_p
 _lib.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
 _lib.ggml_backend_reg_by_name.restype = ctypes.c_void_p
 _lib.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
@@ -49,10 +55,22 @@ if hasattr(_libc, "dladdr"):
 
 
 def load_variants() -> None:
-    """Where the library comes in variants, let ggml pick and load the best for this CPU (once)."""
+    """Where the library comes in variants, load the one asked for or let ggml pick the best for
+    this CPU (once). Raises ValueError for an asked variant that is not there, or that this CPU
+    cannot run (ggml refuses to load it)."""
     library = os.environ.get(LIBRARY_VARIABLE)
-    if library and any(Path(library).parent.glob(f"{VARIANT_PREFIX}*")):
-        _lib.ggml_backend_load_all_from_path(str(Path(library).parent).encode())
+    folder = Path(library).parent if library else None
+    found = sorted(path.name for path in folder.glob(f"{VARIANT_PREFIX}*")) if folder else []
+    if not found:
+        return
+    if not (asked := os.environ.get(VARIANT_VARIABLE)):
+        _lib.ggml_backend_load_all_from_path(str(folder).encode())
+        return
+    names = [name.removeprefix(VARIANT_PREFIX).split(".")[0] for name in found]
+    if asked not in names:
+        raise ValueError(f"{VARIANT_VARIABLE}={asked!r}: no such CPU variant; this build has {', '.join(names)}")
+    if not _lib.ggml_backend_load(str(folder / found[names.index(asked)]).encode()):
+        raise ValueError(f"{VARIANT_VARIABLE}={asked!r}: this CPU cannot run that variant")
 
 
 def _features_function() -> int | None:
