@@ -81,6 +81,7 @@ def pack(folder: Path, launcher_c: Path, output: Path, version: str) -> str:
     with tempfile.TemporaryDirectory() as work:
         launcher = Path(work) / "launcher"
         _compile(launcher_c, launcher)
+        output.parent.mkdir(parents=True, exist_ok=True)  # dist/ in a clean clone
         partial = output.with_name(output.name + ".partial")
         digest = hashlib.sha256()
         with open(partial, "wb") as out:
