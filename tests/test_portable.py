@@ -3,7 +3,7 @@
 The binary ships ggml's CPU code in variants and picks one at run time. Reading compiler flags
 proves nothing; running does: its native code loads an ESRGAN model and upscales a picture on an
 emulated Haswell (AVX2, no AVX-512: `qemu-x86_64 -cpu Haswell-v4`, which ends a library built with
-AVX-512 instructions with SIGILL). qemu-user emulates one process and not the programs it starts,
+AVX-512 instructions with SIGILL) and an emulated Nehalem (SSE4.2, no AVX). qemu-user emulates one process and not the programs it starts,
 while the binary is a launcher that unpacks the real program and runs it (whose PyInstaller
 bootloader in turn restarts itself once with its libraries' path set), so the emulated run is that
 real program, with the environment the serving process was given.
@@ -24,7 +24,6 @@ from sidecar.synth_esrgan import write_synthetic_esrgan
 
 pytestmark = pytest.mark.anyio
 
-EMULATED_CPU = "Haswell-v4"
 EMULATED_SECONDS = 300  # emulation runs native code some 30 times slower; it takes about a minute
 
 
@@ -50,7 +49,13 @@ async def test_initialize_names_the_variant_that_ran_the_upscale(frozen_binary: 
     assert ran["output"] == [64, 64] and ran["distinctValues"] > 1
 
 
-async def test_the_binary_upscales_on_a_cpu_without_avx512(frozen_binary: Path, esrgan: Path) -> None:
+@pytest.mark.parametrize(
+    ("cpu", "variant", "absent"),
+    [("Haswell-v4", "haswell", "AVX512"), ("Nehalem-v1", "sse42", "AVX")],  # AVX2 (2013), SSE4.2 (2008)
+)
+async def test_the_binary_upscales_on_an_emulated_older_cpu(
+    frozen_binary: Path, esrgan: Path, cpu: str, variant: str, absent: str
+) -> None:
     qemu = shutil.which("qemu-x86_64")
     assert qemu, "qemu-x86_64 is missing: `apt-get install qemu-user` (`make test` does)"
     async with await Sidecar.start([str(frozen_binary)]) as sidecar:
@@ -59,9 +64,9 @@ async def test_the_binary_upscales_on_a_cpu_without_avx512(frozen_binary: Path, 
         environ = Path(f"/proc/{sidecar.pid}/environ").read_bytes().split(b"\0")
     assert Path(program).resolve() != frozen_binary.resolve()
     env = dict(entry.decode().split("=", 1) for entry in environ if b"=" in entry)
-    ran = _selftest([qemu, "-cpu", EMULATED_CPU, program], esrgan, env, EMULATED_SECONDS)
-    assert ran["cpuVariant"] == "haswell"
-    assert "AVX2" in ran["cpuFeatures"] and "AVX512" not in ran["cpuFeatures"]
+    ran = _selftest([qemu, "-cpu", cpu, program], esrgan, env, EMULATED_SECONDS)
+    assert ran["cpuVariant"] == variant
+    assert absent not in ran["cpuFeatures"]
     assert ran["output"] == [64, 64] and ran["distinctValues"] > 1
 
 
