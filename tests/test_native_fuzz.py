@@ -38,12 +38,16 @@ def model_id(sidecar: SyncSidecar, synthetic_model: str) -> str:
 
 
 def _generates(sidecar: SyncSidecar, model_id: str, params: dict) -> None:
-    """The request makes its images at the asked size, or fails cleanly; it never crashes the worker."""
+    """The request makes its images at the asked size, or fails cleanly; it never crashes the worker.
+    The one combination known to crash the library, gits with 1 step, is refused up front."""
+    refused = params.get("scheduler") == "gits" and params["steps"] < 2
     try:
         outputs, stats = sidecar.diffusion(modelId=model_id, **params)
     except SidecarError as error:
-        assert error.data_code == "GENERATION_FAILED", (params, error.data)
+        expected = ("INVALID_PARAMS", "scheduler") if refused else ("GENERATION_FAILED", None)
+        assert (error.data_code, error.data.get("field")) == expected, (params, error.data)
         return
+    assert not refused, params
     assert len(outputs) == params.get("batch_count", 1)
     assert Image.open(BytesIO(outputs[0])).size == (params["width"], params["height"]) == (stats.width, stats.height)
 
@@ -53,6 +57,18 @@ def test_sampler_with_every_scheduler(sidecar: SyncSidecar, model_id: str, sampl
     for scheduler in SCHEDULERS:
         params = {"prompt": "x", "width": 64, "height": 64, "steps": 2, "seed": 1, "cfg_scale": 1}
         _generates(sidecar, model_id, {**params, "sampling_method": sampler, "scheduler": scheduler})
+
+
+def test_gits_with_one_sampling_step_is_refused_before_it_crashes_the_worker(sidecar: SyncSidecar, model_id: str) -> None:
+    small = {"prompt": "x", "width": 64, "height": 64, "seed": 1, "cfg_scale": 1, "scheduler": "gits"}
+    image = BytesIO()
+    Image.new("RGB", (64, 64), "gray").save(image, "PNG")
+    for params in ({"steps": 1}, {"steps": 3, "init_image": image.getvalue(), "strength": 0.3}):  # img2img runs 1
+        with pytest.raises(SidecarError) as refused:
+            sidecar.diffusion(modelId=model_id, **small, **params)
+        assert refused.value.data["field"] == "scheduler" and "at least 2 sampling steps" in refused.value.data["rule"]
+    (png,), _ = sidecar.diffusion(modelId=model_id, **small, steps=2)  # the worker never saw them
+    assert Image.open(BytesIO(png)).size == (64, 64)
 
 
 # Any text: control characters, NUL, combining marks, emoji, right-to-left, prompt-weight syntax.

@@ -59,6 +59,23 @@ def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits
     check_queue_room(model, limits, scheduler)
 
 
+# The library's GITS schedule is a table that starts at 2 steps: with 1 it reads before the table
+# and the worker dies with SIGSEGV (found by tests/test_native_fuzz.py; no other scheduler does).
+GITS_MIN_STEPS = 2
+
+
+def check_scheduler_steps(params: DiffusionParams, steps_run: int, hires: messages.Hires | None) -> None:
+    if params.scheduler != "gits":
+        return
+    for runs, which in ((steps_run, "this request"), (hires.sampling_steps if hires else GITS_MIN_STEPS, "its hires pass")):
+        if runs < GITS_MIN_STEPS:
+            raise invalid_params(
+                "scheduler",
+                f"`gits` needs at least {GITS_MIN_STEPS} sampling steps, and {which} would run {runs} "
+                "(img2img runs int(steps * strength) + 1 of its steps)",
+            )
+
+
 def check_queue_room(model: LoadedModel, limits: Limits, scheduler: ComputeScheduler) -> None:
     queued = sum(not turn.running for turn in scheduler.turns(model))  # waiting for the device counts
     if queued >= limits.maxQueue:
@@ -89,6 +106,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     seed = secrets.randbelow(RANDOM_SEED_RANGE) if params.seed == -1 else params.seed
     seeds = [seed + index for index in range(params.batch_count)]
     steps_run = img2img.sampling_steps(params)  # img2img skips the noisiest steps
+    check_scheduler_steps(params, steps_run, hires)
     job = messages.Generate(
         prompt=params.prompt,
         negative_prompt=params.negative_prompt,
