@@ -118,3 +118,9 @@ def summary(values: list[float]) -> dict[str, float]:
         "min": round(ordered[0], 3),
         "max": round(ordered[-1], 3),
     }
+
+
+def round_ratios(times: list[float], base: list[float]) -> dict[str, float]:
+    """Each interleaved round's time over the baseline's time in the same round, summarised: a
+    ratio per round cancels the drift of the machine between rounds."""
+    return summary([time / baseline for time, baseline in zip(times, base)])

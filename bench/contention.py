@@ -16,7 +16,7 @@ import time
 
 from diffusion_sidecar_client import Sidecar
 
-from .common import Row, interleaved, ms_since, summary
+from .common import Row, interleaved, ms_since, round_ratios, summary
 
 TITLE = "contention"
 JOB = {"prompt": "contention", "width": 128, "height": 128, "steps": 4, "seed": 42}
@@ -117,7 +117,7 @@ async def measure(model: str) -> dict:
         "unscheduled_total_ratio": _median_ratio(ways["unscheduled"], sequential, "total", "total"),
         "mixed": {name: _figures(runs) for name, runs in mixed.items()},
         "load": {name: summary(times) for name, times in loading.items()},
-        "load_ratio": round(summary([d / a for a, d in zip(loading["alone"], loading["during_load"])])["median"], 3),
+        "load_ratio": round(round_ratios(loading["during_load"], loading["alone"])["median"], 3),
         "target_total_ratio": TARGET_TOTAL_RATIO,
         "target_first_ratio": TARGET_FIRST_RATIO,
     }

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from diffusion_sidecar_client import Sidecar
 
-from .common import Row, direct_job, interleaved, ms_since, physical_cores, summary
+from .common import Row, direct_job, interleaved, ms_since, physical_cores, round_ratios, summary
 
 TITLE = "portable"
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ async def measure(model: str) -> dict:
         "times": {name: summary(values) for name, values in times.items()},
         # Each round's time over the native build's time in the same round, then the median.
         "ratio_to_native": {
-            name: round(summary([t / n for t, n in zip(values, native)])["median"], 4)
+            name: round(round_ratios(values, native)["median"], 4)
             for name, values in times.items()
             if name != "native"
         },

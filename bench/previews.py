@@ -20,7 +20,7 @@ from pathlib import Path
 from diffusion_sidecar_client import Sidecar
 from sidecar.synth_taesd import write_synthetic_taesd
 
-from .common import Row, direct_job, interleaved, ms_since, physical_cores, summary
+from .common import Row, direct_job, interleaved, ms_since, physical_cores, round_ratios, summary
 
 TITLE = "previews"
 SIZE = int(os.environ.get("BENCH_PREVIEW_SIZE", "256"))
@@ -58,7 +58,7 @@ async def measure(model: str) -> dict:
                 return once
 
             times = await interleaved(ROUNDS, {method: run(method) for method in METHODS})
-    ratios = {method: summary([t / base for t, base in zip(times[method], times["none"])]) for method in METHODS if method != "none"}
+    ratios = {method: round_ratios(times[method], times["none"]) for method in METHODS if method != "none"}
     return {
         "unit": "ms",
         "job": JOB,
