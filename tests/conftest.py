@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from diffusion_sidecar_client import Sidecar
 
 from sidecar import synth_flux
 from sidecar.synth_model import default_cache_dir, write_synthetic_model
@@ -53,6 +54,15 @@ def python_command() -> list[str]:
     and the native library, which the binary runs unchanged. What packaging can break (code
     imported late) is driven through the binary, once per capability, in tests/test_binary.py."""
     return [sys.executable, "-m", "sidecar"]
+
+
+@pytest.fixture(scope="module", name="sidecar")
+async def python_sidecar(python_command: list[str]):
+    """A module's sidecar on the Python launcher, through the Python client (a module that needs
+    flags, another launcher or the raw protocol defines its own `sidecar`)."""
+    client = await Sidecar.start(python_command)
+    yield client
+    assert await client.close() == 0
 
 
 @pytest.fixture(scope="session", params=["python", "frozen"])

@@ -30,13 +30,6 @@ def flux_load(folder: Path) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-async def sidecar(python_command: list[str]):
-    client = await Sidecar.start(python_command)
-    yield client
-    assert await client.close() == 0
-
-
-@pytest.fixture(scope="module")
 async def loaded(sidecar: Sidecar, synthetic_flux: Path):
     progress = []
     result = await sidecar.load_model_result(*flux_load(synthetic_flux), on_progress=progress.append)

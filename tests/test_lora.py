@@ -32,13 +32,6 @@ def lora_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-async def sidecar(python_command: list[str]):
-    client = await Sidecar.start(python_command)
-    yield client
-    assert await client.close() == 0
-
-
-@pytest.fixture(scope="module")
 async def model_id(sidecar: Sidecar, synthetic_model: str) -> str:
     return await sidecar.load_model(synthetic_model)
 

@@ -24,13 +24,6 @@ def esrgan_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-async def sidecar(python_command: list[str]):
-    client = await Sidecar.start(python_command)
-    yield client
-    assert await client.close() == 0
-
-
-@pytest.fixture(scope="module")
 async def attached(sidecar: Sidecar, synthetic_model: str, esrgan_file: str):
     """The synthetic model with the ESRGAN file attached."""
     return await sidecar.load_model_result(synthetic_model, {"upscalerPath": esrgan_file})
