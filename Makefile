@@ -3,16 +3,21 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-BUILD_TOOLS := $(VENV)/.build-tools
 BINARY := dist/diffusion-sidecar
 
-.PHONY: install demo test bench schemas binary packages clean
+.PHONY: install demo test system-packages bench schemas binary packages lock clean
 
+# Everything installs from requirements/*.lock, exact versions with their hashes (`make lock` writes
+# them; docs/development.md says when). The build backends go first so that the two editable
+# packages and the stable-diffusion-cpp-python sdist build without isolation, from hashed packages.
 # pip keeps the compiled stable-diffusion.cpp wheel in its cache: only the first install builds it.
-$(INSTALLED): pyproject.toml host_clients/python/pyproject.toml
+LOCKS := requirements/build-tools.lock requirements/all.lock
+$(INSTALLED): $(LOCKS) pyproject.toml host_clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e host_clients/python -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/build-tools.lock
+	$(PY) -m pip install --quiet --require-hashes --no-deps --no-build-isolation -r requirements/all.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e host_clients/python -e .
+	$(PY) -m pip check
 	touch $@
 
 install: $(INSTALLED)
@@ -20,12 +25,19 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	$(PY) examples/demo.py $(if $(MODEL),--model "$(MODEL)")
 
-# tests/test_portable.py runs the binary's native code on an emulated CPU without AVX-512.
-QEMU := /usr/bin/qemu-x86_64
-$(QEMU):
-	apt-get install -y qemu-user || (apt-get update && apt-get install -y qemu-user)
+# Debian packages some tests need: qemu-user (tests/test_portable.py runs the binary's native code
+# on emulated older CPUs). apt-get needs root; elsewhere those tests are reported as skipped, with
+# what to install, unless DIFFUSION_SIDECAR_REQUIRE_SYSTEM_TESTS=1 (.ci/run) makes that a failure.
+SYSTEM_PACKAGES := qemu-user:/usr/bin/qemu-x86_64
+system-packages:
+	@for entry in $(SYSTEM_PACKAGES); do package=$${entry%%:*}; program=$${entry#*:}; \
+	  if [ -x "$$program" ]; then continue; fi; \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y "$$package" || (apt-get update && apt-get install -y "$$package") || exit 1; \
+	  else echo "not root, cannot install $$package: the tests that need it will be skipped (apt-get install $$package)" >&2; fi; \
+	done
 
-test: $(INSTALLED) $(BINARY) $(QEMU)
+test: $(INSTALLED) $(BINARY) system-packages
 	$(PY) -m pytest
 	node --test host_clients/node/test/
 
@@ -38,17 +50,13 @@ bench: $(INSTALLED) $(BINARY)
 schemas: $(INSTALLED)
 	$(PY) -m sidecar.schemas
 
-$(BUILD_TOOLS): $(INSTALLED)
-	$(PY) -m pip install --quiet -e '.[test,build]'
-	touch $@
-
 # One executable with the native library inside, rebuilt when what it bundles changes: PyInstaller
 # makes a folder (build/diffusion-sidecar.spec), build/pack_binary.py appends it to a small launcher
 # (build/launcher.c) that unpacks it once per build into the user's cache and runs it from there.
 # The library is the portable one (CPU variants chosen at run time), not the venv's -march=native
 # build: build/native_library.py compiles it with cmake (about 25 minutes cold on 2 cores) into
 # ~/.cache/diffusion-sidecar/native/, keyed by version and flags, and reuses it after that.
-$(BINARY): $(BUILD_TOOLS) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*.json host_clients/python/diffusion_sidecar_protocol/*.py build/*.py build/*.spec build/*.c)
+$(BINARY): $(INSTALLED) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*.json host_clients/python/diffusion_sidecar_protocol/*.py build/*.py build/*.spec build/*.c)
 	$(PY) build/native_library.py
 	$(PY) -m PyInstaller --noconfirm --log-level WARN --distpath build/work/dist --workpath build/work build/diffusion-sidecar.spec
 	$(PY) build/pack_binary.py build/work/dist/diffusion-sidecar build/launcher.c $@
@@ -62,5 +70,23 @@ packages: $(INSTALLED)
 	$(PY) -m pip wheel --quiet --no-deps host_clients/python -w dist
 	npm pack --silent --pack-destination dist ./host_clients/node
 
+# Regenerates requirements/*.lock from requirements/*.in and the two pyproject.toml files. Pins already
+# in a lock are kept unless a changed requirement excludes them; `make lock UPGRADE=1` takes the
+# newest versions that fit. uv runs from its own venv, itself installed from a hashed lock.
+LOCK_VENV := .venv-lock
+UV := $(LOCK_VENV)/bin/uv
+$(UV): requirements/lock-tool.lock
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --require-hashes --no-deps -r $<
+	touch $@
+
+UV_COMPILE = cd requirements && ../$(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) \
+	--no-emit-package diffusion-sidecar --no-emit-package diffusion-sidecar-client
+lock: $(UV)
+	$(UV_COMPILE) build-tools.in -o build-tools.lock
+	$(UV_COMPILE) all.in -c build-tools.lock -o all.lock
+	$(UV_COMPILE) lock-tool.in -o lock-tool.lock
+
 clean:
-	rm -rf $(VENV) out build/dist build/work build/native build/native-src dist
+	rm -rf $(VENV) $(LOCK_VENV) out build/dist build/work build/native build/native-src dist

@@ -23,8 +23,21 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 BINDING = "stable-diffusion-cpp-python"
-VERSION = "0.4.7"
+# The sdist is the one requirements/all.lock pins, checked against the lock's hash when downloaded.
+LOCK = ROOT / "requirements" / "all.lock"
+
+
+def locked(name: str, lock: Path = LOCK) -> tuple[str, list[str]]:
+    """The version a uv/pip-compile lock pins for `name`, and its hashes."""
+    entry = re.search(rf"^{re.escape(name)}==(\S+)((?:\s*\\\n\s+--hash=\S+)+)", lock.read_text(), re.MULTILINE)
+    if entry is None:
+        raise SystemExit(f"{lock} pins no {name}")
+    return entry.group(1), re.findall(r"--hash=(\S+)", entry.group(2))
+
+
+VERSION, SDIST_HASHES = locked(BINDING)
 
 # ggml's x86 variants (ggml/src/CMakeLists.txt, GGML_CPU_ALL_VARIANTS) kept here, each a full
 # compile of ggml's CPU code (about 3 minutes on 2 cores). The others (sandybridge, ivybridge,
@@ -54,7 +67,6 @@ CMAKE_OPTIONS = (
     # `make binary NATIVE_CMAKE_ARGS="-DSD_VULKAN=ON"` (README: With a GPU backend).
     *os.environ.get("NATIVE_CMAKE_ARGS", "").split(),
 )
-ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = ROOT / "build" / "native"
 # What the binding loads; ggml's base libraries sit beside it and the variants are found by name.
 LIBRARY = "libstable-diffusion.so"
@@ -107,10 +119,13 @@ def _keep_only_our_variants(ggml_src_cmake: Path) -> None:
 
 
 def _sources(work: Path) -> Path:
-    """The binding's sdist from the package index: the same vendored sources pip builds."""
+    """The binding's sdist from the package index: the same vendored sources pip builds, refused by
+    pip unless its hash is one the lock lists."""
+    pinned = work / "sdist.txt"
+    pinned.write_text(f"{BINDING}=={VERSION} " + " ".join(f"--hash={h}" for h in SDIST_HASHES) + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
-         f"{BINDING}=={VERSION}", "--dest", str(work)],
+         "--require-hashes", "-r", str(pinned), "--dest", str(work)],
         check=True,
     )  # fmt: skip
     (archive,) = work.glob("*.tar.gz")

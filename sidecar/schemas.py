@@ -77,9 +77,13 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def describe(components: dict[str, Schema]) -> dict[str, Schema]:
-    """Add each field's docstring to its property schema (msgspec only carries class docstrings)."""
+    """Add each field's docstring to its property schema (msgspec only carries class docstrings),
+    and write each class docstring ourselves: msgspec 0.23 dedents it and older versions do not,
+    so the bytes of `schemas/` would otherwise follow the installed msgspec."""
     for name, component in components.items():
         if (cls := _struct(name)) is not None:
+            if cls.__doc__:
+                component["description"] = inspect.cleandoc(cls.__doc__)
             for field, doc in field_docs(cls).items():
                 component["properties"][field]["description"] = doc
     return components

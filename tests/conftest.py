@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,23 @@ BINARY_SOURCES = (
     "sidecar/*.py", "sidecar/*/*.py", "sidecar/*.json", "host_clients/python/diffusion_sidecar_protocol/*.py",
     "build/*.py", "build/*.spec", "build/*.c",
 )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def system_program() -> Callable[[str, str], str]:
+    """A program from a Debian package, which `make test` installs where it runs as root. Elsewhere a
+    test that needs a missing one is reported as skipped with what to install, unless
+    DIFFUSION_SIDECAR_REQUIRE_SYSTEM_TESTS=1 (set by .ci/run) makes that a failure."""
+
+    def find(program: str, package: str) -> str:
+        if path := shutil.which(program):
+            return path
+        reason = f"needs {program}: `apt-get install {package}` as root (`make test` does so when run as root)"
+        if os.environ.get("DIFFUSION_SIDECAR_REQUIRE_SYSTEM_TESTS") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+    return find
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -54,10 +53,9 @@ async def test_initialize_names_the_variant_that_ran_the_upscale(frozen_binary: 
     [("Haswell-v4", "haswell", "AVX512"), ("Nehalem-v1", "sse42", "AVX")],  # AVX2 (2013), SSE4.2 (2008)
 )
 async def test_the_binary_upscales_on_an_emulated_older_cpu(
-    frozen_binary: Path, esrgan: Path, cpu: str, variant: str, absent: str
+    frozen_binary: Path, esrgan: Path, cpu: str, variant: str, absent: str, system_program
 ) -> None:
-    qemu = shutil.which("qemu-x86_64")
-    assert qemu, "qemu-x86_64 is missing: `apt-get install qemu-user` (`make test` does)"
+    qemu = system_program("qemu-x86_64", "qemu-user")
     async with await Sidecar.start([str(frozen_binary)]) as sidecar:
         await sidecar.initialize()
         program = os.readlink(f"/proc/{sidecar.pid}/exe")  # the unpacked copy the binary became

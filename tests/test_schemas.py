@@ -35,6 +35,27 @@ def test_generating_twice_gives_the_same_bytes() -> None:
     assert schemas.generate() == schemas.generate()
 
 
+def test_the_bytes_do_not_follow_msgspecs_docstring_formatting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """msgspec 0.23 dedents class docstrings in the schemas it writes, older versions copy them as
+    written: the committed files turned stale on a fresh install that resolved a newer msgspec.
+    Here msgspec is made to behave as the old versions did; the generator must not care."""
+    locked = schemas.generate()
+    real = schemas.msgspec.json.schema_components
+
+    def as_old_msgspec(*args: Any, **kwargs: Any) -> Any:
+        refs, components = real(*args, **kwargs)
+        for name, component in components.items():
+            cls = getattr(schemas.protocol, name, None)
+            if getattr(cls, "__doc__", None) and "description" in component:
+                component["description"] = cls.__doc__.strip()
+        return refs, components
+
+    monkeypatch.setattr(schemas.msgspec.json, "schema_components", as_old_msgspec)
+    old = schemas.generate()
+    assert old == locked
+    assert "\n    " in (schemas.protocol.DiffusionStats.__doc__ or "")  # an indented docstring is among them
+
+
 def test_every_schema_file_is_a_valid_draft_2020_12_schema() -> None:
     files = [p for p in COMMITTED.rglob("*.json") if p.name != "openrpc.json"]
     assert files
