@@ -56,7 +56,7 @@ schemas: $(INSTALLED)
 # The library is the portable one (CPU variants chosen at run time), not the venv's -march=native
 # build: build/native_library.py compiles it with cmake (about 25 minutes cold on 2 cores) into
 # ~/.cache/diffusion-sidecar/native/, keyed by version and flags, and reuses it after that.
-$(BINARY): $(INSTALLED) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*.json host_clients/python/diffusion_sidecar_protocol/*.py build/*.py build/*.spec build/*.c)
+$(BINARY): $(INSTALLED) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*/*.json host_clients/python/diffusion_sidecar_protocol/*.py build/*.py build/*.spec build/*.c)
 	$(PY) build/native_library.py
 	$(PY) -m PyInstaller --noconfirm --log-level WARN --distpath build/work/dist --workpath build/work build/diffusion-sidecar.spec
 	$(PY) build/pack_binary.py build/work/dist/diffusion-sidecar build/launcher.c $@

@@ -17,7 +17,7 @@ import platform
 import sys
 from pathlib import Path
 
-from sidecar.stdio_guard import claim_stdout
+from sidecar.rpc.stdio_guard import claim_stdout
 
 from . import (
     cache,

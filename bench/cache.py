@@ -19,7 +19,7 @@ from diffusion_sidecar_client import Sidecar
 from diffusion_sidecar_protocol.types import CachePreset
 from PIL import Image
 
-from sidecar import synth_flux
+from sidecar.synth import flux as synth_flux
 
 from .common import Row, interleaved, ms_since, summary
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from sidecar.synth_model import default_cache_dir, write_synthetic_model
+from sidecar.synth.sd1 import default_cache_dir, write_synthetic_model
 
 NOISE_NOTE = "synthetic model: random weights, every picture is noise"
 

@@ -26,7 +26,7 @@ from diffusion_sidecar_client import Sidecar
 from diffusion_sidecar_protocol.types import Limits
 from PIL import Image
 
-from sidecar import images
+from sidecar.inputs import images
 
 from .common import Row, interleaved, ms_since, summary
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from diffusion_sidecar_client import Sidecar, default_command
 
-from sidecar.synth_kinds import write
+from sidecar.synth.kinds import write
 
 from .common import Row, interleaved, ms_since, summary
 

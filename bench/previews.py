@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from diffusion_sidecar_client import Sidecar
-from sidecar.synth_taesd import write_synthetic_taesd
+
+from sidecar.synth.taesd import write_synthetic_taesd
 
 from .common import Row, direct_job, interleaved, ms_since, physical_cores, round_ratios, summary
 

@@ -2,8 +2,8 @@
 
 import sys
 
-from sidecar.early_probe import start
-from sidecar.frozen import use_bundled_library
+from sidecar.backend.early_probe import start
+from sidecar.backend.frozen import use_bundled_library
 
 use_bundled_library()
 start(sys.argv[1:])  # before the front's own imports, which it overlaps

@@ -64,7 +64,7 @@ CMAKE_OPTIONS = (
     "-DCMAKE_INSTALL_RPATH=$ORIGIN",
     "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
     # A GPU backend is one more library beside the CPU variants, loaded only where its driver is:
-    # `make binary NATIVE_CMAKE_ARGS="-DSD_VULKAN=ON"` (README: With a GPU backend).
+    # `make binary NATIVE_CMAKE_ARGS="-DSD_VULKAN=ON"` (docs/binary.md: With a GPU backend).
     *os.environ.get("NATIVE_CMAKE_ARGS", "").split(),
 )
 BUILD_DIR = ROOT / "build" / "native"

@@ -16,11 +16,11 @@ import io
 import sys
 from pathlib import Path
 
+from diffusion_sidecar_client import DiffusionCall, DiffusionProgress, LoadModelProgress, Preview, Sidecar
 from PIL import Image as PILImage
 
-from diffusion_sidecar_client import DiffusionCall, DiffusionProgress, LoadModelProgress, Preview, Sidecar
-from sidecar.synth_model import default_cache_dir, write_synthetic_model
-from sidecar.synth_taesd import write_synthetic_taesd
+from sidecar.synth.sd1 import default_cache_dir, write_synthetic_model
+from sidecar.synth.taesd import write_synthetic_taesd
 
 BAR_WIDTH = 30
 PREVIEW_COLUMNS = 32

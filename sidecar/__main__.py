@@ -1,6 +1,6 @@
 import sys
 
-from .early_probe import start
+from .backend.early_probe import start
 
 start(sys.argv[1:])  # before the front's own imports, which it overlaps
 

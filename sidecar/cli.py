@@ -10,8 +10,8 @@ import sys
 from diffusion_sidecar_protocol.types import Limits
 
 from . import __version__
-from .stdio_guard import claim_stdout
-from .synth_kinds import DEFAULT_KIND, KINDS
+from .rpc.stdio_guard import claim_stdout
+from .synth.kinds import DEFAULT_KIND, KINDS
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 _LIMIT_FLAGS = [
@@ -112,13 +112,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.maxRunning < 1:
         parser.error("--max-running must be at least 1")
     if args.command == "synth-model":
-        from .synth_kinds import write
+        from .synth.kinds import write
 
         # Not the serving path: this command's stdout is the written path, for scripts to read.
         print(write(args.kind, args.directory))
         return
     if args.command == "selftest":
-        from .selftest import run as selftest
+        from .backend.selftest import run as selftest
 
         selftest(args.upscaler, args.threads)
         return

@@ -10,10 +10,9 @@ import traceback
 import anyio
 import msgspec
 
-from .context import ActiveRequest, RequestContext, ServerState
-from .errors import SidecarError, from_validation_error
 from .handlers import METHODS
-from .jsonrpc import (
+from .rpc.errors import SidecarError, from_validation_error
+from .rpc.jsonrpc import (
     UNDECODABLE,
     BadMessage,
     ErrorResponse,
@@ -25,6 +24,7 @@ from .jsonrpc import (
     error_response,
     parse_error,
 )
+from .runtime.context import ActiveRequest, RequestContext, ServerState
 
 Response = SuccessResponse | ErrorResponse
 

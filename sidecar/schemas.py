@@ -2,7 +2,7 @@
 
 Everything is generated from what the sidecar itself runs on: the msgspec Structs in
 `diffusion_sidecar_protocol.types`, the method table `sidecar.handlers.METHODS` (a handler's return annotation is
-its result type), `diffusion_sidecar_protocol.types.NOTIFICATIONS` and `sidecar.errors.ERROR_CODES`. Field
+its result type), `diffusion_sidecar_protocol.types.NOTIFICATIONS` and `sidecar.rpc.errors.ERROR_CODES`. Field
 descriptions are the docstrings under the Struct fields. `tests/test_schemas.py` fails when the
 committed files differ from what this module writes, so the description cannot drift.
 
@@ -25,8 +25,8 @@ import msgspec
 from diffusion_sidecar_protocol import PROTOCOL_VERSION
 from diffusion_sidecar_protocol import types as protocol
 
-from .errors import ERROR_CODES
 from .handlers import METHODS
+from .rpc.errors import ERROR_CODES
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 OPENRPC_VERSION = "1.3.2"

@@ -11,15 +11,15 @@ import anyio
 import anyio.abc
 from diffusion_sidecar_protocol.types import Limits
 
-from .backend import BackendProbe
-from .context import ServerState
+from .backend.probe import BackendProbe
 from .dispatch import dispatch, dispatch_batch
-from .errors import SidecarError
-from .jsonrpc import BadMessage, decode_line, encode, error_response
-from .models import ModelManager
-from .scheduler import ComputeScheduler
-from .stdio_guard import claim_stdout
-from .transport import Outbox, Oversized, read_lines
+from .rpc.errors import SidecarError
+from .rpc.jsonrpc import BadMessage, decode_line, encode, error_response
+from .rpc.stdio_guard import claim_stdout
+from .rpc.transport import Outbox, Oversized, read_lines
+from .runtime.context import ServerState
+from .runtime.models import ModelManager
+from .runtime.scheduler import ComputeScheduler
 from .worker.process import worker_command
 
 # After the last answer is queued, how long the sidecar waits for it (and for workers) to finish.

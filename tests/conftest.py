@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from diffusion_sidecar_client import Sidecar
 
-from sidecar import synth_flux
-from sidecar.synth_model import default_cache_dir, write_synthetic_model
+from sidecar.synth import flux as synth_flux
+from sidecar.synth.sd1 import default_cache_dir, write_synthetic_model
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "dist" / "diffusion-sidecar"
 # What the binary is built from, as the Makefile lists it: a binary older than any of them is stale.
 BINARY_SOURCES = (
-    "sidecar/*.py", "sidecar/*/*.py", "sidecar/*.json", "host_clients/python/diffusion_sidecar_protocol/*.py",
+    "sidecar/*.py", "sidecar/*/*.py", "sidecar/*/*.json", "host_clients/python/diffusion_sidecar_protocol/*.py",
     "build/*.py", "build/*.spec", "build/*.c",
 )  # fmt: skip
 

@@ -17,8 +17,8 @@ from diffusion_sidecar_client import Sidecar, SidecarError
 from PIL import Image
 
 from sidecar import __version__
-from sidecar.frozen import BUNDLED_LIBRARY
-from sidecar.synth_kinds import write
+from sidecar.backend.frozen import BUNDLED_LIBRARY
+from sidecar.synth.kinds import write
 from tests.harness import RawSidecar, descendant_pids, kill, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio

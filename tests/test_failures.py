@@ -9,9 +9,9 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from diffusion_sidecar_client import Sidecar, SidecarExited
-from sidecar.models import CRASH_LIMIT
+
+from sidecar.runtime.models import CRASH_LIMIT
 from tests.harness import RawSidecar, descendant_pids, kill, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio

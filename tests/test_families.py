@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.errors import SidecarError
-from sidecar.model_header import refuse_dit_without_text_encoder
-from sidecar.synth_model import write_safetensors
+from sidecar.inputs.model_header import refuse_dit_without_text_encoder
+from sidecar.rpc.errors import SidecarError
+from sidecar.synth.sd1 import write_safetensors
 from sidecar.worker import families, messages
 from sidecar.worker.native import NativeError, NativeModel
 

@@ -235,7 +235,7 @@ async def test_reference_images_are_refused_where_the_library_would_drop_them(
 
 
 def test_reference_sizes_follow_the_library_auto_resize() -> None:
-    from sidecar.ref_images import reference_size
+    from sidecar.inputs.ref_images import reference_size
 
     assert reference_size((1000, 500), 64 * 64, 16) == (96, 48)
     assert reference_size((48, 80), 64 * 64, 16) == (48, 80)

@@ -14,9 +14,9 @@ import pytest
 from diffusion_sidecar_protocol.types import DiffusionParams, Limits
 from PIL import Image
 
-from sidecar import images
-from sidecar.errors import SidecarError
-from sidecar.img2img import sampling_steps
+from sidecar.inputs import images
+from sidecar.inputs.img2img import sampling_steps
+from sidecar.rpc.errors import SidecarError
 
 LIMITS = Limits(maxImageBytes=100_000, maxImagePixels=1_000_000)
 

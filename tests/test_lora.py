@@ -14,7 +14,7 @@ import pytest
 from diffusion_sidecar_client import Sidecar, SidecarError
 from PIL import Image
 
-from sidecar.synth_kinds import write
+from sidecar.synth.kinds import write
 
 pytestmark = pytest.mark.anyio
 

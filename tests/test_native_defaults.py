@@ -24,7 +24,7 @@ from diffusion_sidecar_protocol.types import (
     WeightType,
 )
 
-from sidecar.hires import DEFAULT_SCALE
+from sidecar.inputs.hires import DEFAULT_SCALE
 
 
 def _names(function: str, count: int) -> list[str]:

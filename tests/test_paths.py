@@ -14,8 +14,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from sidecar import paths
-from sidecar.errors import SidecarError
+from sidecar.inputs import paths
+from sidecar.rpc.errors import SidecarError
 from tests.harness import RawSidecar, worker_pids
 
 pytestmark = pytest.mark.anyio

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from diffusion_sidecar_client import Sidecar
 
-from sidecar.synth_esrgan import write_synthetic_esrgan
+from sidecar.synth.esrgan import write_synthetic_esrgan
 
 pytestmark = pytest.mark.anyio
 

@@ -11,10 +11,10 @@ import io
 from pathlib import Path
 
 import pytest
+from diffusion_sidecar_client import Sidecar
 from PIL import Image
 
-from diffusion_sidecar_client import Sidecar
-from sidecar.synth_taesd import write_synthetic_taesd
+from sidecar.synth.taesd import write_synthetic_taesd
 from sidecar.worker import messages, previews
 from tests.harness import RawSidecar
 

@@ -7,9 +7,9 @@ import msgspec
 import pytest
 from diffusion_sidecar_protocol.types import DiffusionParams, LoadModelParams
 
-from sidecar.errors import ERROR_CODES, SidecarError, from_validation_error
-from sidecar.jsonrpc import BadMessage, Notification, SuccessResponse, decode_message, encode, error_response
-from sidecar.models import FifoGate
+from sidecar.rpc.errors import ERROR_CODES, SidecarError, from_validation_error
+from sidecar.rpc.jsonrpc import BadMessage, Notification, SuccessResponse, decode_message, encode, error_response
+from sidecar.runtime.models import FifoGate
 from sidecar.worker import messages
 from sidecar.worker.png import encode_png, parameters_text
 

@@ -12,8 +12,8 @@ import sys
 import anyio
 import pytest
 
-from sidecar.models import FifoGate
-from sidecar.scheduler import ComputeScheduler, Demand, Turn
+from sidecar.runtime.models import FifoGate
+from sidecar.runtime.scheduler import ComputeScheduler, Demand, Turn
 from tests.harness import RawSidecar, worker_pids
 
 pytestmark = pytest.mark.anyio

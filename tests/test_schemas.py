@@ -66,8 +66,8 @@ def test_every_schema_file_is_a_valid_draft_2020_12_schema() -> None:
 def test_openrpc_describes_every_method_notification_and_error() -> None:
     from diffusion_sidecar_protocol.types import NOTIFICATIONS
 
-    from sidecar.errors import ERROR_CODES
     from sidecar.handlers import METHODS
+    from sidecar.rpc.errors import ERROR_CODES
 
     document = _load("openrpc.json")
     assert document["openrpc"].startswith("1.")

@@ -11,11 +11,11 @@ from io import BytesIO
 
 import msgspec
 import pytest
-from PIL import Image
-
 from diffusion_sidecar_client import Sidecar
 from diffusion_sidecar_client.client import _encode
-from sidecar.jsonrpc import BadMessage, decode_json, decode_line
+from PIL import Image
+
+from sidecar.rpc.jsonrpc import BadMessage, decode_json, decode_line
 from tests.harness import RawSidecar
 
 pytestmark = pytest.mark.anyio

@@ -10,9 +10,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from sidecar.loras import _short_hash
-from sidecar.synth_kinds import write
-from sidecar.upscalers import is_esrgan_file
+from sidecar.inputs.loras import _short_hash
+from sidecar.inputs.upscalers import is_esrgan_file
+from sidecar.synth.kinds import write
 
 
 def _header(path: Path) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sidecar.synth_model import load_manifest, tensor_values, write_safetensors
+from sidecar.synth.sd1 import load_manifest, tensor_values, write_safetensors
 
 
 def _sha256(path: Path) -> str:
@@ -85,7 +85,7 @@ def test_flux_kind_writes_its_three_files_deterministically(
 
 
 def test_taesd_kind_writes_the_tae_layout_deterministically(tmp_path: Path) -> None:
-    from sidecar.synth_taesd import taesd_tensors
+    from sidecar.synth.taesd import taesd_tensors
 
     paths = []
     for name in ("a", "b"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..context import Method
+from ..runtime.context import Method
 from . import (
     cancel,
     cancel_request,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from diffusion_sidecar_protocol.types import CancelParams, CancelResult
 
-from ..context import Method, RequestContext
-from ..errors import invalid_params
+from ..rpc.errors import invalid_params
+from ..runtime.context import Method, RequestContext
 
 
 async def handle(params: CancelParams, ctx: RequestContext) -> CancelResult:

@@ -17,14 +17,14 @@ from diffusion_sidecar_protocol.types import (
     Limits,
 )
 
-from .. import img2img, ref_images
-from ..context import Method, RequestContext
-from ..errors import SidecarError, invalid_params, limit_exceeded
-from ..hires import resolve as resolve_hires
-from ..loras import resolve as resolve_loras
-from ..models import LoadedModel
-from ..postprocess import upscale_repeats
-from ..scheduler import ComputeScheduler
+from ..inputs import img2img, ref_images
+from ..inputs.hires import resolve as resolve_hires
+from ..inputs.loras import resolve as resolve_loras
+from ..inputs.postprocess import upscale_repeats
+from ..rpc.errors import SidecarError, invalid_params, limit_exceeded
+from ..runtime.context import Method, RequestContext
+from ..runtime.models import LoadedModel
+from ..runtime.scheduler import ComputeScheduler
 from ..worker import messages
 from ..worker.phases import DECODE, ENCODE, POST_PROCESS, SAMPLE
 

@@ -7,7 +7,7 @@ import sys
 
 from diffusion_sidecar_protocol.types import NoParams
 
-from ..context import Method, RequestContext
+from ..runtime.context import Method, RequestContext
 
 
 async def handle(params: NoParams, ctx: RequestContext) -> None:

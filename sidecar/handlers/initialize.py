@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from diffusion_sidecar_protocol import PROTOCOL_VERSION
+from diffusion_sidecar_protocol import PROTOCOL_VERSION, __version__
 from diffusion_sidecar_protocol.types import (
     CachePreset,
     InitializeParams,
@@ -14,8 +14,7 @@ from diffusion_sidecar_protocol.types import (
     WeightType,
 )
 
-from .. import __version__
-from ..context import Method, RequestContext
+from ..runtime.context import Method, RequestContext
 
 
 async def handle(params: InitializeParams, ctx: RequestContext) -> InitializeResult:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from diffusion_sidecar_protocol.types import ListedModel, ListedRequest, ListModelsResult, NoParams
 
-from ..context import Method, RequestContext
+from ..runtime.context import Method, RequestContext
 
 
 async def handle(params: NoParams, ctx: RequestContext) -> ListModelsResult:

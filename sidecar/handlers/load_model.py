@@ -15,12 +15,12 @@ from diffusion_sidecar_protocol.types import (
     LoadModelResult,
 )
 
-from ..context import Method, RequestContext
-from ..errors import SidecarError
-from ..model_header import refuse_dit_without_text_encoder
-from ..models import ModelSettings
-from ..paths import checked_file
-from ..upscalers import is_esrgan_file
+from ..inputs.model_header import refuse_dit_without_text_encoder
+from ..inputs.paths import checked_file
+from ..inputs.upscalers import is_esrgan_file
+from ..rpc.errors import SidecarError
+from ..runtime.context import Method, RequestContext
+from ..runtime.models import ModelSettings
 from ..worker import messages
 
 # Exact LoRAs per request (see sidecar/loras.py): the sidecar's default, not the native one.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from diffusion_sidecar_protocol.types import UnloadModelParams, UnloadModelResult
 
-from ..context import Method, RequestContext
+from ..runtime.context import Method, RequestContext
 
 
 async def handle(params: UnloadModelParams, ctx: RequestContext) -> UnloadModelResult:

@@ -8,10 +8,10 @@ import time
 import anyio
 from diffusion_sidecar_protocol.types import Limits, UpscaleParams, UpscaleProgress, UpscaleResult, UpscaleStats
 
-from .. import images
-from ..context import Method, RequestContext
-from ..errors import SidecarError, invalid_params
-from ..postprocess import check_output_pixels
+from ..inputs import images
+from ..inputs.postprocess import check_output_pixels
+from ..rpc.errors import SidecarError, invalid_params
+from ..runtime.context import Method, RequestContext
 from ..worker import messages
 from .diffusion import check_queue_room
 

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from ..stdio_guard import claim_stdout, write_all
+from ..rpc.stdio_guard import claim_stdout, write_all
 from . import messages
 
 

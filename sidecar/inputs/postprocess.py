@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 from diffusion_sidecar_protocol.types import DiffusionParams, Limits, UpscaleSpec
 
-from .errors import invalid_params, limit_exceeded
-from .models import LoadedModel
+from ..rpc.errors import invalid_params, limit_exceeded
+from ..runtime.models import LoadedModel
 
 
 def upscale_repeats(params: DiffusionParams, model: LoadedModel, limits: Limits, size: tuple[int, int]) -> int:

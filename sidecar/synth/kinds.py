@@ -15,7 +15,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class SynthKind:
     module: str
-    """Module in `sidecar` with the writer."""
+    """Module in `sidecar.synth` with the writer."""
     writer: str
     description: str
     """What PATH becomes, for `--help`."""
@@ -23,26 +23,26 @@ class SynthKind:
 
 KINDS: dict[str, SynthKind] = {
     "sd1": SynthKind(
-        "synth_model", "write_synthetic_model", "an SD1.x tiny-UNet model, diffusers folder layout (PATH is a folder)"
+        "sd1", "write_synthetic_model", "an SD1.x tiny-UNet model, diffusers folder layout (PATH is a folder)"
     ),
     "flux": SynthKind(
-        "synth_flux",
+        "flux",
         "write_synthetic_flux",
         "a tiny FLUX.1-dev DiT with separate CLIP-L and VAE files (PATH is a folder: diffusion.safetensors, "
         "clip_l.safetensors, vae.safetensors)",
     ),
     "lora": SynthKind(
-        "synth_lora",
+        "lora",
         "write_synthetic_lora",
         "a kohya-format rank-4 LoRA for the sd1 model, UNet and text encoder (PATH is a .safetensors file)",
     ),
     "taesd": SynthKind(
-        "synth_taesd",
+        "taesd",
         "write_synthetic_taesd",
         "a TAESD tiny autoencoder for the sd1 model's `tae` previews (PATH is a .safetensors file)",
     ),
     "esrgan": SynthKind(
-        "synth_esrgan", "write_synthetic_esrgan", "a 4x RealESRGAN upscaler with one RRDB block (PATH is a .safetensors file)"
+        "esrgan", "write_synthetic_esrgan", "a 4x RealESRGAN upscaler with one RRDB block (PATH is a .safetensors file)"
     ),
 }
 DEFAULT_KIND = "sd1"
@@ -50,5 +50,5 @@ DEFAULT_KIND = "sd1"
 
 def write(kind: str, path: str | os.PathLike[str]) -> Path:
     spec = KINDS[kind]
-    module = importlib.import_module(f"sidecar.{spec.module}")
+    module = importlib.import_module(f"sidecar.synth.{spec.module}")
     return getattr(module, spec.writer)(path)

@@ -19,9 +19,9 @@ import anyio
 import msgspec
 from diffusion_sidecar_protocol.types import LoraSpec
 
-from .errors import invalid_params, limit_exceeded
+from ..rpc.errors import invalid_params, limit_exceeded
+from ..worker import messages
 from .paths import checked_file
-from .worker import messages
 
 # A safetensors header longer than this is not a LoRA's (the format itself caps it at 100 MB).
 MAX_HEADER_BYTES = 100 * 1024 * 1024

@@ -7,10 +7,10 @@ import contextlib
 import anyio
 from diffusion_sidecar_protocol.types import BackendInfo
 
+from ..rpc.errors import SidecarError
+from ..worker import messages
+from ..worker.process import WorkerExited
 from . import early_probe
-from .errors import SidecarError
-from .worker import messages
-from .worker.process import WorkerExited
 
 
 class BackendProbe:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .synth_model import load_manifest, write_safetensors
+from .sd1 import load_manifest, write_safetensors
 
 RANK = 4
 UNET_FILE = "unet/diffusion_pytorch_model.safetensors"

@@ -20,8 +20,8 @@ import re
 from diffusion_sidecar_protocol.types import Limits
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import invalid_params
-from .worker.messages import Pixels
+from ..rpc.errors import invalid_params
+from ..worker.messages import Pixels
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 """What Pillow may open. Others (TIFF, EPS, ...) are refused before any decoder of theirs runs."""

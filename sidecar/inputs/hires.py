@@ -16,9 +16,9 @@ import anyio
 import msgspec
 from diffusion_sidecar_protocol.types import HIRES_MODEL_UPSCALER, HIRES_UPSCALERS, DiffusionParams, HiresParams, Limits
 
-from .errors import invalid_params, limit_exceeded
-from .models import LoadedModel
-from .worker import messages
+from ..rpc.errors import invalid_params, limit_exceeded
+from ..runtime.models import LoadedModel
+from ..worker import messages
 
 DEFAULT_SCALE = 2.0  # sd_hires_params_init's
 NATIVE_MODEL_UPSCALER = "Model"

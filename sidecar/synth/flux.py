@@ -11,7 +11,7 @@
   decoder is narrow (ch 32); the encoder's width is fixed at 128 and is written in full, since
   img2img and reference images need it.
 
-Weights are random (`synth_model.tensor_values`, seeded by each tensor's name): every picture is
+Weights are random (`sd1.tensor_values`, seeded by each tensor's name): every picture is
 noise. Deterministic: the same code always writes the same bytes.
 """
 
@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from .synth_model import load_manifest, write_safetensors
+from .sd1 import load_manifest, write_safetensors
 
 Tensors = list[tuple[str, list[int]]]
 
@@ -162,7 +162,7 @@ def files() -> dict[str, Tensors]:
 
 def default_cache_dir() -> Path:
     """Beside the SD1 model in the cache; the name carries a digest of every tensor's name and shape."""
-    from .synth_model import default_cache_dir as sd1_cache_dir
+    from .sd1 import default_cache_dir as sd1_cache_dir
 
     digest = hashlib.sha256(json.dumps(files()).encode()).hexdigest()[:12]
     return sd1_cache_dir().parent / f"synthetic-flux-{digest}"

@@ -31,7 +31,7 @@ MODEL_CARD = {
 
 
 def _manifest_text() -> str:
-    return resources.files("sidecar").joinpath("synth_manifest.json").read_text()
+    return resources.files("sidecar.synth").joinpath("manifest.json").read_text()
 
 
 def load_manifest() -> dict[str, list[tuple[str, list[int]]]]:

@@ -11,13 +11,13 @@ import anyio
 import msgspec
 from diffusion_sidecar_protocol.types import Limits, RequestId
 
-from .backend import BackendProbe
-from .errors import SidecarError
-from .jsonrpc import Notification, encode
+from ..backend.probe import BackendProbe
+from ..rpc.errors import SidecarError
+from ..rpc.jsonrpc import Notification, encode
+from ..rpc.transport import Outbox
+from ..worker import messages
 from .models import LoadedModel, ModelManager, elapsed_ms
 from .scheduler import ComputeScheduler
-from .transport import Outbox
-from .worker import messages
 
 
 @dataclass(eq=False)

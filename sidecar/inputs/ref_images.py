@@ -14,11 +14,11 @@ import anyio
 import msgspec
 from diffusion_sidecar_protocol.types import DiffusionParams, Limits
 
+from ..rpc.errors import invalid_params
+from ..runtime.models import LoadedModel
+from ..worker import families
+from ..worker.messages import Pixels
 from . import images
-from .errors import invalid_params
-from .models import LoadedModel
-from .worker import families
-from .worker.messages import Pixels
 
 # stable-diffusion.cpp's own auto-resize (sd-cli's default): the output's pixel count, at most
 # 1024x1024, the reference's aspect kept, sides rounded to multiples of 16 (32 for Qwen-Image).

@@ -17,7 +17,7 @@ _started: subprocess.Popen[bytes] | None = None
 
 
 def spawn() -> subprocess.Popen[bytes]:
-    from .worker.command import probe_command
+    from ..worker.command import probe_command
 
     return subprocess.Popen(probe_command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -40,8 +40,8 @@ def answer(process: subprocess.Popen[bytes]):
 
     Raises WorkerExited if it died without one. Its log lines are passed on to stderr.
     """
-    from .worker import messages
-    from .worker.process import WorkerExited
+    from ..worker import messages
+    from ..worker.process import WorkerExited
 
     assert process.stdout is not None and process.stderr is not None
     output, errors = process.communicate()

@@ -14,10 +14,10 @@ import anyio.abc
 import msgspec
 from diffusion_sidecar_protocol.types import DiffusionStats, ModelTotals
 
-from .errors import SidecarError
+from ..rpc.errors import SidecarError
+from ..worker import messages
+from ..worker.process import WorkerExited, WorkerProcess
 from .scheduler import Demand
-from .worker import messages
-from .worker.process import WorkerExited, WorkerProcess
 
 
 class Ticket:

@@ -16,8 +16,8 @@ import msgspec
 from diffusion_sidecar_protocol.types import DEFAULT_SIDE, DiffusionParams, Limits
 from PIL import Image
 
+from ..rpc.errors import invalid_params
 from . import images
-from .errors import invalid_params
 
 
 @dataclass

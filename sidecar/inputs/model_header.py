@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import invalid_params
+from ..rpc.errors import invalid_params
 
 # The safetensors format caps its JSON header at 100 MB; past that, it is not a file we can judge.
 MAX_HEADER_BYTES = 100_000_000

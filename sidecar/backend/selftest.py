@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .stdio_guard import claim_stdout
+from ..rpc.stdio_guard import claim_stdout
 
 SIDE = 16  # pixels: enough to run every kernel of the network, small enough for an emulated CPU
 
@@ -24,11 +24,11 @@ def _gradient(side: int) -> bytes:
 
 def run(upscaler_path: str | None, threads: int) -> None:
     out = claim_stdout()  # before the native library loads: it may print to fd 1
-    from .worker import cpu_backend, messages, native
+    from ..worker import cpu_backend, messages, native
 
     with tempfile.TemporaryDirectory() as folder:
         if upscaler_path is None:
-            from .synth_esrgan import write_synthetic_esrgan
+            from ..synth.esrgan import write_synthetic_esrgan
 
             upscaler_path = str(write_synthetic_esrgan(Path(folder) / "esrgan-synthetic.safetensors"))
         started = time.perf_counter()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .synth_model import write_safetensors
+from .sd1 import write_safetensors
 
 FEATURES = 64
 GROWTH = 32

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from .errors import SidecarError, invalid_params
+from ..rpc.errors import SidecarError, invalid_params
 
 MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".gguf", ".pt", ".pth")
 DIFFUSERS_UNET = Path("unet") / "diffusion_pytorch_model.safetensors"
