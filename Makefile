@@ -25,19 +25,22 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	$(PY) examples/demo.py $(if $(MODEL),--model "$(MODEL)")
 
-# Debian packages some tests need: qemu-user (tests/test_portable.py runs the binary's native code
-# on emulated older CPUs). apt-get needs root; elsewhere those tests are reported as skipped, with
-# what to install, unless DIFFUSION_SIDECAR_REQUIRE_SYSTEM_TESTS=1 (.ci/run) makes that a failure.
-SYSTEM_PACKAGES := qemu-user:/usr/bin/qemu-x86_64
+# Debian packages the binary's build and some tests need, each with a file that shows it installed:
+# glslc and libvulkan-dev build ggml's Vulkan backend (without them the binary is CPU-only);
+# mesa-vulkan-drivers is lavapipe, a software Vulkan GPU for tests/test_gpu.py; qemu-user runs the
+# binary's native code on emulated older CPUs (tests/test_portable.py). apt-get needs root; elsewhere
+# the tests that need a missing one are reported as skipped, with what to install, unless
+# DIFFUSION_SIDECAR_REQUIRE_SYSTEM_TESTS=1 (.ci/run) makes that a failure.
+SYSTEM_PACKAGES := glslc:/usr/bin/glslc libvulkan-dev:/usr/include/vulkan/vulkan.hpp \
+	mesa-vulkan-drivers:/usr/share/vulkan/icd.d/lvp_icd.x86_64.json qemu-user:/usr/bin/qemu-x86_64
 system-packages:
-	@for entry in $(SYSTEM_PACKAGES); do package=$${entry%%:*}; program=$${entry#*:}; \
-	  if [ -x "$$program" ]; then continue; fi; \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get install -y "$$package" || (apt-get update && apt-get install -y "$$package") || exit 1; \
-	  else echo "not root, cannot install $$package: the tests that need it will be skipped (apt-get install $$package)" >&2; fi; \
-	done
+	@missing=; for entry in $(SYSTEM_PACKAGES); do [ -e "$${entry#*:}" ] || missing="$$missing $${entry%%:*}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get install -y $$missing || (apt-get update && apt-get install -y $$missing); \
+	else echo "not root, cannot install$$missing: the tests that need them will be skipped (apt-get install$$missing)" >&2; fi
 
-test: $(INSTALLED) $(BINARY) system-packages
+test: system-packages $(INSTALLED) $(BINARY)
 	$(PY) -m pytest
 	node --test host_clients/node/test/
 
@@ -56,7 +59,7 @@ schemas: $(INSTALLED)
 # The library is the portable one (CPU variants chosen at run time), not the venv's -march=native
 # build: build/native_library.py compiles it with cmake (about 25 minutes cold on 2 cores) into
 # ~/.cache/diffusion-sidecar/native/, keyed by version and flags, and reuses it after that.
-$(BINARY): $(INSTALLED) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*/*.json host_clients/python/diffusion_sidecar_protocol/*.py build/*.py build/*.spec build/*.c)
+$(BINARY): $(INSTALLED) $(wildcard sidecar/*.py sidecar/*/*.py sidecar/*/*.json host_clients/python/diffusion_sidecar_protocol/*.py build/*.py build/*.spec build/*.c) | system-packages
 	$(PY) build/native_library.py
 	$(PY) -m PyInstaller --noconfirm --log-level WARN --distpath build/work/dist --workpath build/work build/diffusion-sidecar.spec
 	$(PY) build/pack_binary.py build/work/dist/diffusion-sidecar build/launcher.c $@

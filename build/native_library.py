@@ -21,6 +21,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,7 @@ VERSION, SDIST_HASHES = locked(BINDING)
 # compile of ggml's CPU code (about 3 minutes on 2 cores). The others (sandybridge, ivybridge,
 # piledriver, cannonlake, cascadelake, icelake, cooperlake, alderlake, sapphirerapids) add small
 # gains on the CPUs they name and would triple the build; their CPUs run the next one down.
+VULKAN = shutil.which("glslc") is not None and Path("/usr/include/vulkan/vulkan.hpp").exists()
 VARIANTS = (
     "x64",  # any x86-64 (SSE2 only)
     "sse42",  # x86-64-v2
@@ -63,8 +65,10 @@ CMAKE_OPTIONS = (
     # Every library finds the others in its own folder, wherever the binary unpacks them.
     "-DCMAKE_INSTALL_RPATH=$ORIGIN",
     "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
-    # A GPU backend is one more library beside the CPU variants, loaded only where its driver is:
-    # `make binary NATIVE_CMAKE_ARGS="-DSD_VULKAN=ON"` (docs/binary.md: With a GPU backend).
+    # The GPU backend is one more module beside the CPU variants, which ggml loads only where the
+    # system has a Vulkan loader (docs/gpu.md). Its build tools are Debian's glslc and
+    # libvulkan-dev (`make binary` installs them as root); without them the library is CPU-only.
+    *(["-DSD_VULKAN=ON"] if VULKAN else []),
     *os.environ.get("NATIVE_CMAKE_ARGS", "").split(),
 )
 BUILD_DIR = ROOT / "build" / "native"
@@ -86,23 +90,28 @@ def cache_key() -> str:
 
 def library_dir() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "diffusion-sidecar" / "native" / f"{BINDING}-{VERSION}-cpu-variants-{cache_key()}"
+    backends = "cpu-variants-vulkan" if VULKAN else "cpu-variants"
+    return base / "diffusion-sidecar" / "native" / f"{BINDING}-{VERSION}-{backends}-{cache_key()}"
 
 
-# What the build changes in the shipped sources (part of the cache key): the variant list, and one
-# added file without which a GGML_BACKEND_DL library of this version does not load.
-_PATCHES = 2
+# What the build changes in the shipped sources (part of the cache key): the variant list, one
+# added file without which a GGML_BACKEND_DL library of this version does not load, and a guard
+# that lets ggml's Vulkan code compile against Debian bookworm's Vulkan headers.
+_PATCHES = 3
 SHIM = Path(__file__).resolve().parent / "cpu_backend_dl.cpp"
 _VARIANT_LINE = re.compile(r"^(\s*)ggml_add_cpu_backend_variant\((\w+)\b", re.MULTILINE)
 
 
-def _keep_only_our_variants(ggml_src_cmake: Path) -> None:
-    """Comments out the x86 variants not in VARIANTS (ggml has no option to pick some), starting
-    from the file as shipped each time, so that a changed VARIANTS takes effect."""
-    shipped = ggml_src_cmake.with_name(ggml_src_cmake.name + ".shipped")
+def _edit_shipped(path: Path, edit: Callable[[str], str]) -> None:
+    """Rewrites `path` from the file as shipped, kept beside it, so a changed edit takes effect."""
+    shipped = path.with_name(path.name + ".shipped")
     if not shipped.exists():
-        shutil.copy2(ggml_src_cmake, shipped)
-    text = shipped.read_text()
+        shutil.copy2(path, shipped)
+    path.write_text(edit(shipped.read_text()))
+
+
+def _keep_only_our_variants(text: str) -> str:
+    """Comments out the x86 variants not in VARIANTS (ggml has no option to pick some)."""
     names = {match.group(2) for match in _VARIANT_LINE.finditer(text)}
     missing = set(VARIANTS) - names
     if missing:
@@ -115,7 +124,27 @@ def _keep_only_our_variants(ggml_src_cmake: Path) -> None:
         kept = name not in x86 or name in VARIANTS
         return match.group(0) if kept else f"{match.group(1)}# not built: {match.group(0).lstrip()}"
 
-    ggml_src_cmake.write_text(_VARIANT_LINE.sub(drop, text))
+    return _VARIANT_LINE.sub(drop, text)
+
+
+# ggml 0.9.8 asks the validation layer for best-practice checks through VK_EXT_layer_settings, whose
+# C++ types came with Vulkan headers 1.3.272; bookworm ships 1.3.239. Older headers build the
+# instance without those settings (they only matter with the validation layer installed).
+_LAYER_SETTINGS = re.compile(
+    r"(    VkBool32 enable_best_practice = layer_settings;\n.*?"
+    r"vk::InstanceCreateInfo instance_create_info\(vk::InstanceCreateFlags\{\}, &app_info, layers, extensions, "
+    r"&layer_setting_info\);\n)",
+    re.DOTALL,
+)
+
+
+def _guard_layer_settings(text: str) -> str:
+    if len(_LAYER_SETTINGS.findall(text)) != 1:
+        raise SystemExit(f"ggml {VERSION}: the Vulkan layer-settings block is not where this build expects it")
+    older = "    vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, layers, extensions);\n"
+    return _LAYER_SETTINGS.sub(
+        lambda m: f"#if VK_HEADER_VERSION >= 272\n{m.group(1)}#else\n{older}#endif\n", text
+    )
 
 
 def _sources(work: Path) -> Path:
@@ -145,7 +174,8 @@ def build() -> Path:
         with tempfile.TemporaryDirectory(dir=BUILD_DIR.parent) as work:
             shutil.move(_sources(Path(work)), source)
     vendored = source / "vendor" / "stable-diffusion.cpp"
-    _keep_only_our_variants(vendored / "ggml" / "src" / "CMakeLists.txt")
+    _edit_shipped(vendored / "ggml" / "src" / "CMakeLists.txt", _keep_only_our_variants)
+    _edit_shipped(vendored / "ggml" / "src" / "ggml-vulkan" / "ggml-vulkan.cpp", _guard_layer_settings)
     shutil.copy2(SHIM, vendored / "src" / SHIM.name)  # its sources are globbed from src/*.cpp
     cmake = ["nice", "-n", "10", "cmake"] if shutil.which("nice") else ["cmake"]
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []

@@ -23,12 +23,13 @@ BINARY_SOURCES = (
 
 @pytest.fixture(scope="session")
 def system_program() -> Callable[[str, str], str]:
-    """A program from a Debian package, which `make test` installs where it runs as root. Elsewhere a
-    test that needs a missing one is reported as skipped with what to install, unless
-    DIFFUSION_SIDECAR_REQUIRE_SYSTEM_TESTS=1 (set by .ci/run) makes that a failure."""
+    """A program (or, given an absolute path, any file) from a Debian package, which `make test`
+    installs where it runs as root. Elsewhere a test that needs a missing one is reported as skipped
+    with what to install, unless DIFFUSION_SIDECAR_REQUIRE_SYSTEM_TESTS=1 (set by .ci/run) makes
+    that a failure."""
 
     def find(program: str, package: str) -> str:
-        if path := shutil.which(program):
+        if path := (program if os.path.isabs(program) and os.path.exists(program) else shutil.which(program)):
             return path
         reason = f"needs {program}: `apt-get install {package}` as root (`make test` does so when run as root)"
         if os.environ.get("DIFFUSION_SIDECAR_REQUIRE_SYSTEM_TESTS") == "1":

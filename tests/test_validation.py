@@ -56,7 +56,10 @@ LOAD_CONFIG_CASES = [
     ({"diffusion_fa": {}}, "modelConfig.diffusion_fa", "Expected `bool`"),
     ({"lora_apply_mode": "later"}, "modelConfig.lora_apply_mode", "Invalid enum value"),
     ({"vaePath": 5}, "modelConfig.vaePath", "Expected `str`"),
-    ({"device": "gpu"}, "modelConfig.device", "unknown field"),
+    ({"gpu_layers": 99}, "modelConfig.gpu_layers", "unknown field"),
+    ({"device": 0}, "modelConfig.device", "Expected `str`"),
+    ({"device": "gpu"}, "modelConfig.device", "one of the devices `initialize` lists: CPU"),
+    ({"max_vram": -1}, "modelConfig.max_vram", "Expected `float` >= 0"),
 ]
 
 

@@ -228,6 +228,10 @@ export interface ModelConfig {
   offload_to_cpu?: boolean;
   flash_attn?: boolean;
   diffusion_fa?: boolean;
+  /** The device to run on, by its name in `initialize`'s `backend.devices`; default: the native library's choice. */
+  device?: string;
+  /** GiB a compute graph may take on a GPU: larger graphs run in pieces; 0: no limit. */
+  max_vram?: number;
   lora_apply_mode?: LoraApplyMode;
   vaePath?: string;
   clipLPath?: string;
@@ -266,6 +270,8 @@ export interface LoadModelResult {
   sizeMultiple: number;
   /** Scale of the model's upscaler (attached, or the model itself); 0: none. */
   upscaleFactor: number;
+  /** The device the model runs on (a name from `initialize`'s `backend.devices`). */
+  device: string;
 }
 
 // --- upscale -------------------------------------------------------------------------------------
@@ -389,6 +395,23 @@ export interface BackendInfo {
   cpuVariant: string | null;
   /** Instruction sets and options that CPU code uses, as ggml names them (`AVX2`, `AVX512`, `OPENMP`, ...). */
   cpuFeatures: string[];
+  /** Every device a model can run on, GPUs first, `CPU` last; without `modelConfig.device` a model runs on the first GPU, else an integrated GPU, else the CPU. */
+  devices: Device[];
+  /** Why a GPU backend this build ships found no device, where that is so: models then run on the CPU. */
+  warnings: string[];
+}
+
+/** A compute device the native library can run a model on. */
+export interface Device {
+  /** What `modelConfig.device` takes: `CPU`, `Vulkan0`, ... */
+  name: string;
+  /** The driver's name for it. */
+  description: string;
+  type: "cpu" | "gpu" | "igpu" | "accel" | "unknown";
+  /** Bytes, as the driver reports them. */
+  memoryTotal: number;
+  /** Bytes free when the sidecar started; equal to `memoryTotal` where the driver does not say. */
+  memoryFree: number;
 }
 
 export interface Limits {

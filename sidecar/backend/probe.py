@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import anyio
-from diffusion_sidecar_protocol.types import BackendInfo
+from diffusion_sidecar_protocol.types import BackendInfo, Device
 
 from ..rpc.errors import SidecarError
 from ..worker import messages
@@ -42,6 +42,17 @@ class BackendProbe:
             physicalCores=facts.physical_cores,
             cpuVariant=facts.cpu_variant,
             cpuFeatures=facts.cpu_features,
+            devices=[
+                Device(
+                    name=device.name,
+                    description=device.description,
+                    type=device.type,  # type: ignore[arg-type]
+                    memoryTotal=device.memory_total,
+                    memoryFree=device.memory_free,
+                )
+                for device in facts.devices
+            ],
+            warnings=facts.warnings,
         )
 
     async def _ask(self) -> messages.FromWorker:

@@ -15,13 +15,14 @@ from diffusion_sidecar_protocol.types import (
     LoadModelResult,
 )
 
+from ..inputs.devices import check_device, refuse_what_cannot_fit
 from ..inputs.model_header import refuse_dit_without_text_encoder
 from ..inputs.paths import checked_file
 from ..inputs.upscalers import is_esrgan_file
 from ..rpc.errors import SidecarError
 from ..runtime.context import Method, RequestContext
 from ..runtime.models import ModelSettings
-from ..worker import messages
+from ..worker import devices, messages
 
 # Exact LoRAs per request (see sidecar/loras.py): the sidecar's default, not the native one.
 DEFAULT_LORA_APPLY_MODE = "at_runtime"
@@ -40,6 +41,8 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
     standalone = any(name in companions for name in TEXT_ENCODER_FILES)
     if not standalone:
         await anyio.to_thread.run_sync(refuse_dit_without_text_encoder, "modelPath", model_path)
+    listed = (await ctx.server.backend.info()).devices
+    device = check_device(config, listed)
     load = messages.Load(
         model_path="" if standalone else model_path,
         diffusion_model_path=model_path if standalone else "",
@@ -61,13 +64,16 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         offload_params_to_cpu=_given(config.offload_to_cpu),
         flash_attn=_given(config.flash_attn),
         diffusion_flash_attn=_given(config.diffusion_fa),
+        max_vram=config.max_vram or None,
+        device=device,
     )
     # An ESRGAN file on its own is an upscaler model, for the `upscale` method.
     if not companions and await anyio.to_thread.run_sync(is_esrgan_file, model_path):
-        load = messages.Load(upscaler_path=model_path, n_threads=load.n_threads)
+        load = messages.Load(upscaler_path=model_path, n_threads=load.n_threads, device=load.device)
     # Two loads are identical when they name the same files (after resolving) with the same options.
     load_key = json.dumps({**msgspec.to_builtins(config), **companions, "modelPath": model_path}, sort_keys=True)
     files = {"modelPath": model_path, **companions}
+    await anyio.to_thread.run_sync(refuse_what_cannot_fit, devices.pick(listed, device), config, files.values())
     settings = ModelSettings(name=Path(model_path).stem, vae_tiling=config.vae_tiling is True, files=files)
 
     def on_progress(loaded: int, total: int) -> None:
@@ -91,6 +97,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         alreadyLoaded=already_loaded,
         sizeMultiple=model.size_multiple,
         upscaleFactor=model.upscale_factor,
+        device=model.device,
     )
 
 

@@ -15,7 +15,7 @@ import msgspec
 from diffusion_sidecar_protocol.types import DiffusionStats, ModelTotals
 
 from ..rpc.errors import SidecarError
-from ..worker import messages
+from ..worker import devices, messages
 from ..worker.process import WorkerExited, WorkerProcess
 from .scheduler import Demand
 
@@ -118,6 +118,8 @@ class LoadedModel:
     total_pixels: int = 0
     upscale_factor: int = 0
     """Scale of the model's upscaler (attached, or the model itself); 0: none."""
+    device: str = "CPU"
+    """The device its worker runs it on."""
 
     @property
     def is_upscaler(self) -> bool:
@@ -249,6 +251,7 @@ class ModelManager:
             )
             model.on_crash = self._crashed
             model.upscale_factor = reply.upscale_factor
+            model.device = reply.device
             self._models[model_id] = model
             self._unloaded.pop(model_id, None)
             self._task_group.start_soon(self._watch, model, worker)
@@ -265,7 +268,9 @@ class ModelManager:
         self, load: messages.Load, label: str, on_progress: Callable[[int, int], None]
     ) -> tuple[WorkerProcess, messages.Loaded]:
         """A new worker process with the model loaded in it."""
-        worker = await WorkerProcess.start(self._worker_command, label, self._task_group)
+        worker = await WorkerProcess.start(
+            self._worker_command, label, self._task_group, devices.environment(load.device)
+        )
         self._starting.add(worker)
         if self._stop_reason is not None:  # shutdown began while the process was starting
             worker.kill()

@@ -16,6 +16,7 @@ from pathlib import Path
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 
 VARIANT_PREFIX = "libggml-cpu-"
+GPU_MODULE_PATTERN = "libggml-vulkan.so"
 # Set by the frozen entry before the binding is imported; the binding loads the library it names.
 LIBRARY_VARIABLE = "STABLE_DIFFUSION_CPP_LIB"
 # ggml loads the variant that scores highest for the CPU's features, which is not always the fastest:
@@ -69,8 +70,19 @@ def load_variants() -> None:
     names = [name.removeprefix(VARIANT_PREFIX).split(".")[0] for name in found]
     if asked not in names:
         raise ValueError(f"{VARIANT_VARIABLE}={asked!r}: no such CPU variant; this build has {', '.join(names)}")
+    # The GPU backend beside the forced CPU code, as ggml's own loading adds it (first, so devices are
+    # listed in ggml's usual order). Without a Vulkan loader on the system it fails to open, and the
+    # CPU runs alone.
+    for module in gpu_modules():
+        _lib.ggml_backend_load(str(module).encode())
     if not _lib.ggml_backend_load(str(folder / found[names.index(asked)]).encode()):
         raise ValueError(f"{VARIANT_VARIABLE}={asked!r}: this CPU cannot run that variant")
+
+
+def gpu_modules() -> list[Path]:
+    """The GPU backend modules beside the library (the portable build's `libggml-vulkan.so`)."""
+    library = os.environ.get(LIBRARY_VARIABLE)
+    return sorted(Path(library).parent.glob(GPU_MODULE_PATTERN)) if library else []
 
 
 def _features_function() -> int | None:

@@ -99,5 +99,5 @@ def _load(request: messages.Load, log_level: str, pipe: _Pipe) -> object:
         return upscaler
     model = native.NativeModel(request, log_level, lambda done, total: pipe.send(messages.LoadProgress(done, total)))
     factor = model.upscaler.factor if model.upscaler else 0
-    pipe.send(messages.Loaded(model.family, model.size_multiple, factor))
+    pipe.send(messages.Loaded(model.family, model.size_multiple, factor, model.device))
     return model

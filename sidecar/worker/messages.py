@@ -37,6 +37,11 @@ class Load(Struct, kw_only=True, tag=True):
     offload_params_to_cpu: bool | None = None
     flash_attn: bool | None = None
     diffusion_flash_attn: bool | None = None
+    max_vram: float | None = None
+    """GiB a compute graph may take on the GPU; larger graphs are split (native default 0: no limit)."""
+    device: str | None = None
+    """The device to run on (`initialize`'s names); None: the library's choice. Applied through the
+    worker's environment when it starts (`devices.environment`), so not read by the worker."""
     upscaler_path: str = ""
     """An ESRGAN file: loaded beside the model, or alone (no model path) as an upscaler model."""
 
@@ -133,6 +138,8 @@ class Loaded(Struct, tag=True):
     family: str
     size_multiple: int
     upscale_factor: int = 0
+    device: str = "CPU"
+    """The device the model runs on (`initialize`'s names)."""
 
 
 class Tick(Struct, tag=True):
@@ -186,6 +193,16 @@ class Failed(Struct, tag=True):
     reason: str
 
 
+class Device(Struct):
+    """A compute device as ggml lists it."""
+
+    name: str
+    description: str
+    type: str
+    memory_total: int
+    memory_free: int
+
+
 class ProbeResult(Struct, tag=True):
     binding_version: str
     native_version: str
@@ -194,6 +211,8 @@ class ProbeResult(Struct, tag=True):
     physical_cores: int
     cpu_variant: str | None
     cpu_features: list[str]
+    devices: list[Device]
+    warnings: list[str]
 
 
 ToWorker = Load | Generate | Upscale

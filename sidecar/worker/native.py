@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import stable_diffusion_cpp
 import stable_diffusion_cpp.stable_diffusion_cpp as sd
 
-from . import cpu_backend, families, hires, lora, messages
+from . import cpu_backend, devices, families, hires, lora, messages
 from .native_images import InputImages
 from .upscaler import NativeUpscaler
 
@@ -71,6 +71,8 @@ class _NativeLog:
         self.errors: deque[str] = deque(maxlen=8)
         self.family = ""
         self.no_text_encoder = False
+        self.cpu_fallback = False
+        """The library logged that no device it picked started, and ran the model on the CPU."""
         self.listener: Callable[[str], None] | None = None
         """Also gets each message (the text after `file:line - `); the worker's phases use it."""
         self.callback = sd.sd_log_callback(self._on_line)  # kept alive as long as the log is
@@ -87,6 +89,8 @@ class _NativeLog:
             self.family = line.split(" - Version: ", 1)[1].strip()
         if "No text encoders provided" in line:
             self.no_text_encoder = True
+        if "loading CPU backend" in line:  # src/util.cpp: what it logs after a device failed to init
+            self.cpu_fallback = True
         if level >= self.level and line:
             os.write(2, f"[native] {line}\n".encode())
 
@@ -119,6 +123,8 @@ def probe() -> messages.ProbeResult:
         physical_cores=sd.sd_get_num_physical_cores(),
         cpu_variant=cpu_backend.variant(),
         cpu_features=cpu_backend.features(),
+        devices=(listed := devices.listed()),
+        warnings=devices.warnings(listed),
     )
 
 
@@ -149,7 +155,7 @@ class NativeModel:
             value = getattr(load, field).encode()
             self._paths.append(value)
             setattr(params, field, value)
-        for field in ("n_threads", "keep_clip_on_cpu", "keep_vae_on_cpu", "offload_params_to_cpu", "flash_attn", "diffusion_flash_attn"):
+        for field in ("n_threads", "keep_clip_on_cpu", "keep_vae_on_cpu", "offload_params_to_cpu", "flash_attn", "diffusion_flash_attn", "max_vram"):
             if (value := getattr(load, field)) is not None:
                 setattr(params, field, value)
         for field in ("wtype", "prediction", "rng_type", "sampler_rng_type", "lora_apply_mode"):
@@ -172,6 +178,7 @@ class NativeModel:
                 "(clipLPath and/or t5xxlPath for FLUX)"
             )
         self.family = self._log.family or "unknown"
+        self.device = devices.chosen(self._log.cpu_fallback)
         self.is_unet = families.is_unet(self.family)
         self._cache_mode = sd.SDCacheMode.SD_CACHE_UCACHE if self.is_unet else sd.SDCacheMode.SD_CACHE_EASYCACHE
         self.size_multiple = families.size_multiple(self.family)
@@ -245,7 +252,10 @@ class NativeModel:
             if not image.data:
                 raise self._log.failure("the native library returned an empty image")
             size = image.width * image.height * image.channel
-            return RawImage(ctypes.string_at(image.data, size), image.width, image.height, image.channel)
+            data = ctypes.string_at(image.data, size)
+            if self.device != devices.CPU and devices.is_blank(data, image.channel):
+                raise NativeError(devices.BLANK_PICTURE)
+            return RawImage(data, image.width, image.height, image.channel)
         finally:
             _free_image_data(ctypes.cast(image.data, ctypes.c_void_p))
             _free_image_data(ctypes.cast(images, ctypes.c_void_p))

@@ -60,9 +60,12 @@ class WorkerProcess:
         """True once the front has seen it die by itself and dealt with it (once, however noticed)."""
 
     @classmethod
-    async def start(cls, command: list[str], label: str, task_group: anyio.abc.TaskGroup) -> WorkerProcess:
+    async def start(
+        cls, command: list[str], label: str, task_group: anyio.abc.TaskGroup, environment: dict[str, str] | None = None
+    ) -> WorkerProcess:
+        """`environment`: added to the sidecar's own (a model's device is chosen through it)."""
         # A native abort (GGML_ASSERT) first tries to attach gdb for a backtrace: slow, noisy, useless here.
-        environment = {**os.environ, "GGML_NO_BACKTRACE": "1"}
+        environment = {**os.environ, "GGML_NO_BACKTRACE": "1", **(environment or {})}
         process = await anyio.open_process(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment
         )

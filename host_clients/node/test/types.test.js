@@ -25,6 +25,7 @@ const DECLARED = {
   InitializeParams: ["methods/initialize.params.json", "InitializeParams"],
   InitializeResult: ["methods/initialize.result.json", "InitializeResult"],
   BackendInfo: ["methods/initialize.result.json", "BackendInfo"],
+  Device: ["methods/initialize.result.json", "Device"],
   Limits: ["methods/initialize.result.json", "Limits"],
   ListModelsResult: ["methods/listModels.result.json", "ListModelsResult"],
   ListedModel: ["methods/listModels.result.json", "ListedModel"],

@@ -76,6 +76,21 @@ class InitializeParams(Params):
     clientName: str | UnsetType = UNSET
 
 
+class Device(Struct, kw_only=True):
+    """A compute device the native library can run a model on."""
+
+    name: str
+    """What `modelConfig.device` takes: `CPU`, `Vulkan0`, `Vulkan1`, ..."""
+    description: str
+    """The driver's name for it, e.g. "NVIDIA GeForce RTX 4070" or "llvmpipe (LLVM 15.0.6, 256 bits)"."""
+    type: Literal["cpu", "gpu", "igpu", "accel", "unknown"]
+    """`gpu`: dedicated memory; `igpu`: an integrated GPU sharing the system's memory."""
+    memoryTotal: int
+    """Bytes, as the driver reports them (for the CPU: the system's memory)."""
+    memoryFree: int
+    """Bytes free when the sidecar started; equal to `memoryTotal` where the driver does not say."""
+
+
 class BackendInfo(Struct, kw_only=True):
     name: str
     bindingVersion: str
@@ -91,6 +106,12 @@ class BackendInfo(Struct, kw_only=True):
     cpuFeatures: list[str] = []
     """Instruction sets and options that CPU code uses, as ggml names them (`AVX2`, `AVX512`,
     `OPENMP`, ...)."""
+    devices: list[Device] = []
+    """Every device a model can run on, in the native library's order (GPUs first, `CPU` last).
+    Without `modelConfig.device` a model runs on the first GPU, else an integrated GPU, else the CPU."""
+    warnings: list[str] = []
+    """Why a GPU backend this build ships found no device (no driver, a failed driver, devices
+    hidden by `GGML_VK_VISIBLE_DEVICES`), where that is so: models then run on the CPU."""
 
 
 class Limits(Struct, kw_only=True):
@@ -160,6 +181,12 @@ class ModelConfig(Params):
     offload_to_cpu: bool | UnsetType = UNSET
     flash_attn: bool | UnsetType = UNSET
     diffusion_fa: bool | UnsetType = UNSET
+    device: str | UnsetType = UNSET
+    """The device to run on, by its name in `initialize`'s `backend.devices` (`CPU`, `Vulkan0`, ...);
+    default: the native library's choice (the first GPU, else an integrated GPU, else the CPU)."""
+    max_vram: Annotated[float, Meta(ge=0, le=65536)] | UnsetType = UNSET
+    """GiB a compute graph may take on a GPU: larger graphs run in pieces (slower, but they fit);
+    native default 0: no limit."""
     lora_apply_mode: LoraApplyMode | UnsetType = UNSET
     vaePath: str | UnsetType = UNSET
     clipLPath: str | UnsetType = UNSET
@@ -198,6 +225,9 @@ class LoadModelResult(Struct, kw_only=True):
     """`width` and `height` must be multiples of this for this model (64 for UNet models)."""
     upscaleFactor: int = 0
     """Scale of the model's upscaler (attached with `upscalerPath`, or the model itself); 0: none."""
+    device: str = "CPU"
+    """The device the model runs on (a name from `initialize`'s `backend.devices`). Text encoder and
+    VAE run there too unless `clip_on_cpu` / `vae_on_cpu` keep them on the CPU."""
 
 
 class LoadModelProgress(Struct, kw_only=True):
