@@ -18,7 +18,7 @@ from diffusion_sidecar_client import Sidecar, SidecarError
 from diffusion_sidecar_protocol.types import Device, ModelConfig
 from PIL import Image
 
-from sidecar.inputs.devices import refuse_what_cannot_fit
+from sidecar.inputs.devices import refuse_what_cannot_fit, weights_on_device
 from sidecar.rpc.errors import SidecarError as RpcError
 from sidecar.worker.devices import is_blank
 
@@ -195,3 +195,10 @@ def test_weights_stay_unchecked_where_they_do_not_go_to_gpu_memory(tmp_path: Pat
     assert refused.value.data["needed"] == 4096
     for device, config in ((cpu, ModelConfig()), (small_gpu, ModelConfig(offload_to_cpu=True)), (None, ModelConfig())):
         refuse_what_cannot_fit(device, config, [str(weights)])
+
+
+def test_text_encoders_and_vae_kept_on_the_cpu_do_not_count_against_the_gpu() -> None:
+    files = {"modelPath": "unet", "clipLPath": "clip", "t5xxlPath": "t5", "vaePath": "vae"}
+    assert weights_on_device(files, ModelConfig()) == ["unet", "clip", "t5", "vae"]
+    assert weights_on_device(files, ModelConfig(clip_on_cpu=True)) == ["unet", "vae"]
+    assert weights_on_device(files, ModelConfig(clip_on_cpu=True, vae_on_cpu=True)) == ["unet"]

@@ -15,7 +15,7 @@ from diffusion_sidecar_protocol.types import (
     LoadModelResult,
 )
 
-from ..inputs.devices import check_device, refuse_what_cannot_fit
+from ..inputs.devices import check_device, refuse_what_cannot_fit, weights_on_device
 from ..inputs.model_header import refuse_dit_without_text_encoder
 from ..inputs.paths import checked_file
 from ..inputs.upscalers import is_esrgan_file
@@ -73,7 +73,8 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
     # Two loads are identical when they name the same files (after resolving) with the same options.
     load_key = json.dumps({**msgspec.to_builtins(config), **companions, "modelPath": model_path}, sort_keys=True)
     files = {"modelPath": model_path, **companions}
-    await anyio.to_thread.run_sync(refuse_what_cannot_fit, devices.pick(listed, device), config, files.values())
+    weights = weights_on_device(files, config)
+    await anyio.to_thread.run_sync(refuse_what_cannot_fit, devices.pick(listed, device), config, weights)
     settings = ModelSettings(name=Path(model_path).stem, vae_tiling=config.vae_tiling is True, files=files)
 
     def on_progress(loaded: int, total: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from diffusion_sidecar_protocol.types import Device, ModelConfig
+from diffusion_sidecar_protocol.types import TEXT_ENCODER_FILES, Device, ModelConfig
 
 from ..rpc.errors import SidecarError, invalid_params
 
@@ -30,6 +30,18 @@ def check_device(config: ModelConfig, devices: list[Device]) -> str | None:
             f"`modelConfig.device` is {config.device!r}; this sidecar's devices are {', '.join(names)}",
         )
     return config.device
+
+
+def weights_on_device(files: dict[str, str], config: ModelConfig) -> list[str]:
+    """The files whose weights go to the model's device: separate text encoders stay on the CPU with
+    `clip_on_cpu`, a separate VAE with `vae_on_cpu` (inside a single checkpoint they cannot be told
+    apart by size here, and count)."""
+    kept_on_cpu = set()
+    if config.clip_on_cpu is True:
+        kept_on_cpu |= set(TEXT_ENCODER_FILES)
+    if config.vae_on_cpu is True:
+        kept_on_cpu.add("vaePath")
+    return [path for name, path in files.items() if name not in kept_on_cpu]
 
 
 def weights_bytes(files: Iterable[str]) -> int:

@@ -128,7 +128,11 @@ class LoadedModel:
 
     @property
     def demand(self) -> Demand:
-        """What a request on this model asks of the machine (this build computes on the CPU only)."""
+        """What a request on this model asks of the machine: its threads on the CPU; on a GPU the
+        whole device (one generation at a time there: each holds its compute buffers in the GPU's
+        memory), while CPU jobs keep their own line."""
+        if self.device != devices.CPU:
+            return Demand(device=self.device)
         return Demand(threads=self.load.n_threads)
 
     async def request(

@@ -11,8 +11,9 @@ on the device fit the device's cores, and fewer than `max_running` jobs run in a
 native default thread count uses every core, so it runs alone on its device. Nothing passes a job
 that waits for room, so a large job is never starved by smaller ones behind it.
 
-The device is a key: "cpu" for every job of a CPU build. Jobs on different keys never wait for
-room on each other's, only for `max_running`.
+The device is a key: "cpu" for every job on the CPU, the device's name (`Vulkan0`) for a GPU's,
+where a job always takes the whole device. Jobs on different keys never wait for room on each
+other's, only for `max_running`.
 """
 
 from __future__ import annotations
