@@ -63,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         default="info",
         help="lowest level of native library log lines written to stderr (default: info)",
     )
+    parser.add_argument(
+        "--no-spare-worker",
+        dest="spare_worker",
+        action="store_false",
+        default=os.environ.get("DIFFUSION_SIDECAR_SPARE_WORKER", "1") != "0",
+        help="do not keep an idle worker started ahead for the next load (it saves the next loadModel "
+        "a worker start, about 100-200 ms, and costs one idle process: docs/performance.md); "
+        "DIFFUSION_SIDECAR_SPARE_WORKER=0 in the environment does the same",
+    )
     defaults = Limits()
     limits = parser.add_argument_group("limits (reported by `initialize`; checked before any work starts)")
     for flag, field, help_text in _LIMIT_FLAGS:
@@ -139,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     from .server import serve
 
     limits = Limits(**{field: getattr(args, field) for _, field, _ in _LIMIT_FLAGS}, modelsRoot=args.models_root)
-    status = anyio.run(serve, args.log_level, limits)
+    status = anyio.run(serve, args.log_level, limits, args.spare_worker)
     # Exit now: no thread (a pending stdin read, a blocked write to a host that stopped reading)
     # may hold the process open after the last answer.
     sys.stderr.flush()

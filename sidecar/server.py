@@ -6,6 +6,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
@@ -26,8 +27,9 @@ from .worker.process import worker_command
 EXIT_GRACE_SECONDS = 2
 
 
-async def serve(log_level: str, limits: Limits) -> int:
-    """Serve until `shutdown`, end of input, SIGTERM or SIGINT; return the exit status."""
+async def serve(log_level: str, limits: Limits, spare_worker: bool = True) -> int:
+    """Serve until `shutdown`, end of input, SIGTERM or SIGINT; return the exit status.
+    `spare_worker`: keep one idle worker started ahead for the next load."""
     outbox = Outbox(claim_stdout())
     command = worker_command(log_level)
     async with anyio.create_task_group() as background:
@@ -38,7 +40,7 @@ async def serve(log_level: str, limits: Limits) -> int:
             return (await backend.info()).physicalCores
 
         server = ServerState(
-            models=ModelManager(background, command),
+            models=ModelManager(background, command, spare_worker),
             outbox=outbox,
             backend=backend,
             limits=limits,
@@ -46,6 +48,8 @@ async def serve(log_level: str, limits: Limits) -> int:
         )
         background.start_soon(_stop_on_signals, server)
         background.start_soon(server.backend.warm)  # collects the probe started before the imports
+        background.start_soon(server.backend.recheck, outbox.first_written, server.notify)
+        background.start_soon(_once_served, server, server.models.start_spare)
         async with anyio.create_task_group() as requests:
             with anyio.CancelScope() as reading:
                 background.start_soon(_cancel_when_stopping, server, reading)
@@ -82,6 +86,16 @@ async def _read_requests(server: ServerState, requests: anyio.abc.TaskGroup) -> 
                 requests.start_soon(dispatch, decoded, server, received_at)
     # End of input: the host is done or gone; shut down as `shutdown` would.
     await server.stop()
+
+
+async def _once_served(server: ServerState, start: Callable[[], Awaitable[None]]) -> None:
+    """Start background work once the host has its first answer, so that it does not compete with
+    the start-up the host waits for (a failure there only costs the speed-up it was for)."""
+    await server.outbox.first_written.wait()
+    try:
+        await start()
+    except OSError as error:
+        sys.stderr.write(f"[sidecar] {error}\n")
 
 
 async def _cancel_when_stopping(server: ServerState, reading: anyio.CancelScope) -> None:

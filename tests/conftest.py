@@ -21,6 +21,12 @@ BINARY_SOURCES = (
 )  # fmt: skip
 
 
+# Many tests count a sidecar's worker processes to see what a request started or ended; a spare
+# worker (started ahead, in the background, for the next load) would come and go beside them.
+# tests/test_start_up.py turns it back on and tests it on both launchers.
+os.environ["DIFFUSION_SIDECAR_SPARE_WORKER"] = "0"
+
+
 @pytest.fixture(scope="session")
 def system_program() -> Callable[[str, str], str]:
     """A program (or, given an absolute path, any file) from a Debian package, which `make test`

@@ -397,8 +397,17 @@ export interface BackendInfo {
   cpuFeatures: string[];
   /** Every device a model can run on, GPUs first, `CPU` last; without `modelConfig.device` a model runs on the first GPU, else an integrated GPU, else the CPU. */
   devices: Device[];
+  /** True when this answer is the one cached for this build and machine (no probe ran before it); `backend/changed` follows if it no longer holds. */
+  fromCache: boolean;
   /** Why a GPU backend this build ships found no device, where that is so: models then run on the CPU. */
   warnings: string[];
+}
+
+/** Notification `backend/changed`: the backend differs from the cached answer `initialize` gave. */
+export interface BackendChanged {
+  /** Always null: no request caused it. */
+  requestId: RequestId | null;
+  backend: BackendInfo;
 }
 
 /** A compute device the native library can run a model on. */

@@ -68,6 +68,9 @@ class Outbox:
         self.host_gone = False
         self.written = anyio.Event()
         """Set once everything queued before `close` has been written (or the host is gone)."""
+        self.first_written = anyio.Event()
+        """Set once the host has its first message: background work that would compete with the
+        host's first answer (`initialize`, as clients send it first) waits for it."""
 
     def put(self, data: bytes) -> None:
         self._send.send_nowait(data)
@@ -81,6 +84,8 @@ class Outbox:
             async for data in self._receive:
                 if not self.host_gone:
                     await anyio.to_thread.run_sync(self._write, data)
+                self.first_written.set()
+        self.first_written.set()
         self.written.set()
 
     def _write(self, data: bytes) -> None:

@@ -63,6 +63,9 @@ class ServerState:
                 count += 1
         return count
 
+    def notify(self, method: str, params: msgspec.Struct) -> None:
+        self.outbox.put(encode(Notification(method=method, params=params)))
+
     async def stop(self) -> None:
         """Refuse new work, cancel what waits in queues, end every worker; all get an answer."""
         if self.stopping.is_set():
@@ -84,7 +87,7 @@ class RequestContext:
     received_at: float = field(default_factory=time.monotonic)
 
     def notify(self, method: str, params: msgspec.Struct) -> None:
-        self.server.outbox.put(encode(Notification(method=method, params=params)))
+        self.server.notify(method, params)
 
     def elapsed_ms(self) -> float:
         return elapsed_ms(self.received_at)

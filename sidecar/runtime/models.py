@@ -190,9 +190,13 @@ class _PendingLoad:
 class ModelManager:
     """Every loaded model by id; identical loads share one model."""
 
-    def __init__(self, task_group: anyio.abc.TaskGroup, worker_command: list[str]) -> None:
+    def __init__(self, task_group: anyio.abc.TaskGroup, worker_command: list[str], spare_worker: bool = True) -> None:
         self._task_group = task_group
         self._worker_command = worker_command
+        self._keep_spare = spare_worker
+        self._spare: WorkerProcess | None = None
+        """A worker started ahead, idle, past its imports (the native library loaded), that the next
+        load on the default device takes: a load then costs the native load alone (docs/performance.md)."""
         self._models: dict[str, LoadedModel] = {}
         self._pending: dict[str, _PendingLoad] = {}
         self._starting: set[WorkerProcess] = set()
@@ -267,14 +271,15 @@ class ModelManager:
         finally:
             del self._pending[model_id]
             pending.done.set()
+            self._task_group.start_soon(self.start_spare)  # after the load: it competes with nothing
 
     async def _start_worker(
         self, load: messages.Load, label: str, on_progress: Callable[[int, int], None]
     ) -> tuple[WorkerProcess, messages.Loaded]:
-        """A new worker process with the model loaded in it."""
-        worker = await WorkerProcess.start(
-            self._worker_command, label, self._task_group, devices.environment(load.device)
-        )
+        """A new worker process (the spare, where it fits) with the model loaded in it."""
+        environment = devices.environment(load.device)
+        worker = self._take_spare(label) if not environment else None
+        worker = worker or await WorkerProcess.start(self._worker_command, label, self._task_group, environment)
         self._starting.add(worker)
         if self._stop_reason is not None:  # shutdown began while the process was starting
             worker.kill()
@@ -381,11 +386,26 @@ class ModelManager:
         )
         await model.worker.stop()
 
+    async def start_spare(self) -> None:
+        """Have a spare worker ready (where hosts allow one, and none is), for the next load."""
+        if not self._keep_spare or self._spare is not None or self._stop_reason is not None:
+            return
+        self._spare = await WorkerProcess.start(self._worker_command, "spare", self._task_group)
+        if self._stop_reason is not None:  # shutdown began while it was starting
+            self._spare.kill()
+
+    def _take_spare(self, label: str) -> WorkerProcess | None:
+        spare, self._spare = self._spare, None
+        if spare is None or not spare.alive:
+            return None
+        spare.label = label
+        return spare
+
     async def stop_all(self, reason: SidecarError) -> None:
         """End every worker; requests still pending on them end with `reason`."""
         self._stop_reason = reason
         models, self._models = list(self._models.values()), {}
-        for worker in self._starting:
+        for worker in [*self._starting, *filter(None, [self._take_spare("spare")])]:
             worker.kill()
         async with anyio.create_task_group() as group:
             for model in models:
@@ -394,5 +414,5 @@ class ModelManager:
 
     def kill_all(self) -> None:
         """End every worker at once, without waiting (the `exit` notification)."""
-        for worker in [*self._starting, *(model.worker for model in self._models.values())]:
+        for worker in [*self._starting, *filter(None, [self._spare]), *(model.worker for model in self._models.values())]:
             worker.kill()

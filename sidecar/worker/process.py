@@ -49,7 +49,8 @@ class WorkerExited(Exception):
 class WorkerProcess:
     def __init__(self, process: anyio.abc.Process, label: str) -> None:
         self._process = process
-        self._label = label
+        self.label = label
+        """Prefixes its log lines: the model it serves (a spare worker is renamed when taken)."""
         assert process.stdout is not None and process.stdin is not None
         self._frames = BufferedByteReceiveStream(process.stdout)
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -114,6 +115,10 @@ class WorkerProcess:
             self.kill()
             await self._process.wait()
 
+    @property
+    def alive(self) -> bool:
+        return self._process.returncode is None
+
     def kill(self) -> None:
         self.ended_on_purpose = True
         if self._process.returncode is None:
@@ -138,5 +143,5 @@ class WorkerProcess:
         if not line:  # native code's stray blank stdout lines end up here; they say nothing
             return
         self._stderr_tail.append(line)
-        sys.stderr.write(f"[{self._label}] {line}\n")
+        sys.stderr.write(f"[{self.label}] {line}\n")
         sys.stderr.flush()

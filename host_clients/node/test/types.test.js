@@ -26,6 +26,7 @@ const DECLARED = {
   InitializeResult: ["methods/initialize.result.json", "InitializeResult"],
   BackendInfo: ["methods/initialize.result.json", "BackendInfo"],
   Device: ["methods/initialize.result.json", "Device"],
+  BackendChanged: ["notifications/backend.changed.json", "BackendChanged"],
   Limits: ["methods/initialize.result.json", "Limits"],
   ListModelsResult: ["methods/listModels.result.json", "ListModelsResult"],
   ListedModel: ["methods/listModels.result.json", "ListedModel"],

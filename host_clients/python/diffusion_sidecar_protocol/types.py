@@ -109,6 +109,9 @@ class BackendInfo(Struct, kw_only=True):
     devices: list[Device] = []
     """Every device a model can run on, in the native library's order (GPUs first, `CPU` last).
     Without `modelConfig.device` a model runs on the first GPU, else an integrated GPU, else the CPU."""
+    fromCache: bool = False
+    """True when this answer is the one cached for this build and machine (no probe ran before it);
+    the sidecar checks it again in the background and sends `backend/changed` if it no longer holds."""
     warnings: list[str] = []
     """Why a GPU backend this build ships found no device (no driver, a failed driver, devices
     hidden by `GGML_VK_VISIBLE_DEVICES`), where that is so: models then run on the CPU."""
@@ -574,7 +577,18 @@ class ListModelsResult(Struct, kw_only=True):
     """Every model loaded or being loaded, in load order."""
 
 
+class BackendChanged(Struct, kw_only=True):
+    """Notification `backend/changed`: the backend differs from what `initialize` answered (from
+    the cached probe answer): a driver, a GPU or the library changed since it was cached. Devices'
+    free memory alone does not count as a change."""
+
+    requestId: RequestId | None = None
+    """Always null: no request caused it."""
+    backend: BackendInfo
+
+
 NOTIFICATIONS: dict[str, type[Struct]] = {
+    "backend/changed": BackendChanged,
     "loadModel/progress": LoadModelProgress,
     "diffusion/progress": DiffusionProgress,
     "diffusion/preview": DiffusionPreview,
