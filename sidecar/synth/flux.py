@@ -67,9 +67,10 @@ def _embedder(name: str, inputs: int) -> Tensors:
     return [*_linear(f"{name}.in_layer", inputs, HIDDEN), *_linear(f"{name}.out_layer", HIDDEN, HIDDEN)]
 
 
-def diffusion_tensors() -> Tensors:
+def diffusion_tensors(img_inputs: int = PATCHED_CHANNELS) -> Tensors:
+    """`img_inputs`: what `img_in` takes per patch; FLUX Control and Fill widen it (`flux_variants`)."""
     return [
-        *_linear("img_in", PATCHED_CHANNELS, HIDDEN),
+        *_linear("img_in", img_inputs, HIDDEN),
         *_embedder("time_in", TIME_FREQUENCIES),
         *_embedder("vector_in", CLIP_WIDTH),
         *_embedder("guidance_in", TIME_FREQUENCIES),
@@ -151,32 +152,43 @@ def vae_tensors() -> Tensors:
     return [*_encoder(VAE_ENCODER_CH), *_decoder(VAE_DECODER_CH)]
 
 
-def files() -> dict[str, Tensors]:
+def files(img_inputs: int = PATCHED_CHANNELS) -> dict[str, Tensors]:
     """Every file of the model, by name, with its tensors in write order."""
     return {
-        "diffusion.safetensors": diffusion_tensors(),
+        "diffusion.safetensors": diffusion_tensors(img_inputs),
         "clip_l.safetensors": load_manifest()[TEXT_ENCODER],
         "vae.safetensors": vae_tensors(),
     }
 
 
-def default_cache_dir() -> Path:
+def default_cache_dir(img_inputs: int = PATCHED_CHANNELS, label: str = "flux") -> Path:
     """Beside the SD1 model in the cache; the name carries a digest of every tensor's name and shape."""
     from .sd1 import default_cache_dir as sd1_cache_dir
 
-    digest = hashlib.sha256(json.dumps(files()).encode()).hexdigest()[:12]
-    return sd1_cache_dir().parent / f"synthetic-flux-{digest}"
+    digest = hashlib.sha256(json.dumps(files(img_inputs)).encode()).hexdigest()[:12]
+    return sd1_cache_dir().parent / f"synthetic-{label}-{digest}"
 
 
-def write_synthetic_flux(directory: str | os.PathLike[str]) -> Path:
+def write_synthetic_flux(directory: str | os.PathLike[str], img_inputs: int = PATCHED_CHANNELS) -> Path:
     """Write the files into `directory` (created if needed) and return the folder.
 
     Files already there are kept (a cache folder is reused); each one appears under its final name
-    only once complete.
+    only once complete. The text encoder and VAE are the same for every `img_inputs`: where the
+    plain FLUX's cache folder already holds one, it is hard-linked rather than written again
+    (320 MB and several seconds per variant).
     """
     root = Path(directory).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    for name, tensors in files().items():
-        if not (root / name).exists():
-            write_safetensors(root / name, tensors)
+    plain = default_cache_dir()
+    for name, tensors in files(img_inputs).items():
+        if (root / name).exists():
+            continue
+        twin = plain / name
+        if img_inputs != PATCHED_CHANNELS and name != "diffusion.safetensors" and twin.exists():
+            try:
+                os.link(twin, root / name)
+                continue
+            except OSError:  # another file system, or links not allowed: write it
+                pass
+        write_safetensors(root / name, tensors)
     return root

@@ -31,6 +31,16 @@ KINDS: dict[str, SynthKind] = {
         "a tiny FLUX.1-dev DiT with separate CLIP-L and VAE files (PATH is a folder: diffusion.safetensors, "
         "clip_l.safetensors, vae.safetensors)",
     ),
+    "flux-control": SynthKind(
+        "flux_variants",
+        "write_synthetic_flux_control",
+        "the tiny FLUX with img_in widened to 128 inputs: a FLUX Control (canny/depth) model, laid out as `flux`",
+    ),
+    "flux-fill": SynthKind(
+        "flux_variants",
+        "write_synthetic_flux_fill",
+        "the tiny FLUX with img_in widened to 384 inputs: a FLUX Fill (inpainting) model, laid out as `flux`",
+    ),
     "lora": SynthKind(
         "lora",
         "write_synthetic_lora",
