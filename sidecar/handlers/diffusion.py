@@ -17,7 +17,7 @@ from diffusion_sidecar_protocol.types import (
     Limits,
 )
 
-from ..inputs import img2img, ref_images
+from ..inputs import control, img2img, ref_images
 from ..inputs.hires import resolve as resolve_hires
 from ..inputs.loras import resolve as resolve_loras
 from ..inputs.postprocess import upscale_repeats
@@ -130,6 +130,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         upscale_repeats=repeats,
         hires=hires,
         **await ref_images.job_fields(params, model, ctx.server.limits),
+        **await control.job_fields(params, model, ctx.server.limits),
     )
     images: list[messages.Image] = []
     # A cancel or timeout answers with the images already finished (dispatch adds these).

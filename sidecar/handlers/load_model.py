@@ -15,6 +15,7 @@ from diffusion_sidecar_protocol.types import (
     LoadModelResult,
 )
 
+from ..inputs.control import refuse_unfitting_controlnet
 from ..inputs.devices import check_device, refuse_what_cannot_fit, weights_on_device
 from ..inputs.model_header import refuse_dit_without_text_encoder
 from ..inputs.paths import checked_file
@@ -52,6 +53,8 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         t5xxl_path=companions.get("t5xxlPath", ""),
         llm_path=companions.get("llmPath", ""),
         upscaler_path=companions.get("upscalerPath", ""),
+        control_net_path=companions.get("controlNetPath", ""),
+        keep_control_net_on_cpu=_given(config.controlnet_on_cpu),
         taesd_path=companions.get("taesdPath", ""),
         n_threads=config.threads or None,
         wtype=config.type or None,
@@ -91,6 +94,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         )
     ctx.active.model_id = models.model_id(load_key)  # so that `cancel` and shutdown can end the load
     model, already_loaded = await models.load(load_key, load, settings, on_progress)
+    await refuse_unfitting_controlnet(model, models)
     return LoadModelResult(
         modelId=model.model_id,
         modelLoadMs=model.load_ms,

@@ -48,3 +48,15 @@ def max_ref_images(family: str) -> int:
     if family in REF_IMAGE_FAMILIES:
         return 1 << 30
     return 1 if family in ONE_REF_IMAGE_FAMILIES else 0
+
+
+# Families whose DiT reads a control image's latent beside the noise (`sd_version_is_control`).
+# FLUX Fill is an inpainting model: it reads `init_image` and `mask_image`, never a control image.
+CONTROL_FAMILIES = frozenset({"Flux Control", "Flex.2"})
+# The ControlNet is built at the model's own family's full size (`ControlNetBlock(version)`): it
+# fits the full UNets only; on a tiny or distilled UNet its residuals do not match and the process
+# aborts at the first step (GGML_ASSERT), on a DiT nothing would read them.
+CONTROLNET_FAMILIES = frozenset({
+    "SD 1.x", "SD 1.x Inpaint", "Instruct-Pix2Pix", "SD 2.x", "SD 2.x Inpaint",
+    "SDXL", "SDXL Inpaint", "SDXL Instruct-Pix2Pix",
+})  # fmt: skip

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from . import hires, messages
+from . import control, hires, messages
 from .native import NativeModel, RawImage
 from .phases import DECODE, ENCODE, POST_PROCESS, SAMPLE, PhaseClock, phase_of_log
 from .png import encode_png, lora_fields, lora_tags, parameters_text
@@ -51,7 +51,7 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
             image_cfg_scale=job.img_cfg_scale if job.init_image else None,
             denoising_strength=job.strength if job.init_image else None,
             masked=job.mask_image is not None,
-            extra={**hires.png_fields(job.hires), **lora_fields(job.loras), **upscale_fields},
+            extra={**hires.png_fields(job.hires), **lora_fields(job.loras), **control.png_fields(job.control), **upscale_fields},
         )
         png = encode_png(rgb, width, height, raw.channels, parameters)
         send(messages.Image(index, seed, width, height, png))

@@ -44,6 +44,8 @@ class Load(Struct, kw_only=True, tag=True):
     worker's environment when it starts (`devices.environment`), so not read by the worker."""
     upscaler_path: str = ""
     """An ESRGAN file: loaded beside the model, or alone (no model path) as an upscaler model."""
+    control_net_path: str = ""
+    keep_control_net_on_cpu: bool | None = None
 
 
 class Lora(Struct):
@@ -114,6 +116,18 @@ class Generate(Struct, tag=True):
     upscale_repeats: int = 0
     """Runs of the attached upscaler on each image after generation; 0: none."""
     hires: Hires | None = None
+    control: Control | None = None
+
+
+class Control(Struct):
+    """A control image, at exactly width x height (RGB), and what the PNG says about it."""
+
+    image: Pixels
+    canny: bool
+    strength: float
+    """The ControlNet's weight (FLUX Control has none and ignores it: 1 there)."""
+    model_name: str
+    """The ControlNet file's stem (FLUX Control: the model's own)."""
 
 
 class Upscale(Struct, tag=True):

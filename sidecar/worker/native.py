@@ -151,11 +151,11 @@ class NativeModel:
         # lets every loaded model take an `init_image` (about 65 MB on the tiny model, bench img2img).
         params.vae_decode_only = False
         self._paths = []  # the C struct borrows these bytes; keep them alive
-        for field in ("model_path", "diffusion_model_path", "vae_path", "clip_l_path", "clip_g_path", "t5xxl_path", "llm_path", "taesd_path"):
+        for field in ("model_path", "diffusion_model_path", "vae_path", "clip_l_path", "clip_g_path", "t5xxl_path", "llm_path", "taesd_path", "control_net_path"):
             value = getattr(load, field).encode()
             self._paths.append(value)
             setattr(params, field, value)
-        for field in ("n_threads", "keep_clip_on_cpu", "keep_vae_on_cpu", "offload_params_to_cpu", "flash_attn", "diffusion_flash_attn", "max_vram"):
+        for field in ("n_threads", "keep_clip_on_cpu", "keep_vae_on_cpu", "offload_params_to_cpu", "flash_attn", "diffusion_flash_attn", "max_vram", "keep_control_net_on_cpu"):
             if (value := getattr(load, field)) is not None:
                 setattr(params, field, value)
         for field in ("wtype", "prediction", "rng_type", "sampler_rng_type", "lora_apply_mode"):

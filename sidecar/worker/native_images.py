@@ -13,8 +13,17 @@ import stable_diffusion_cpp.stable_diffusion_cpp as sd
 from . import messages
 
 
+# sd-cli's `--canny` thresholds (relative to the strongest gradient) and edge levels.
+CANNY_HIGH, CANNY_LOW, CANNY_WEAK, CANNY_STRONG = 0.08, 0.08, 0.8, 1.0
+
+
+def canny(image: sd.sd_image_t) -> None:
+    """Replace the pixels by their canny edges, in place (grey levels in every channel)."""
+    sd.preprocess_canny(image, CANNY_HIGH, CANNY_LOW, CANNY_WEAK, CANNY_STRONG, False)
+
+
 class InputImages:
-    """A job's init image, mask and reference images, set on one `sd_img_gen_params_t`."""
+    """A job's init image, mask, control image and reference images, set on one `sd_img_gen_params_t`."""
 
     def __init__(self, job: messages.Generate) -> None:
         self._buffers: list[ctypes.Array] = []
@@ -28,6 +37,12 @@ class InputImages:
             self._buffers.append(array)
             params.ref_images = array
             params.ref_images_count = len(job.ref_images)
+        if job.control is not None:
+            assert job.control.image.channels == 3
+            params.control_image = self._sd_image(job.control.image)
+            if job.control.canny:
+                canny(params.control_image)
+            params.control_strength = job.control.strength
         if job.init_image is None:
             return
         # The front sends RGB and L only: 1- or 4-channel data would abort the process in the VAE.

@@ -61,6 +61,7 @@ Side = Annotated[int, Meta(ge=8, le=MAX_SIDE, multiple_of=8)]
 Seed = Annotated[int, Meta(ge=-1, le=MAX_SAFE_INTEGER)]
 NonNegativeFloat = Annotated[float, Meta(ge=0, le=1000)]
 Strength = Annotated[float, Meta(ge=0, le=1)]
+ControlStrength = Annotated[float, Meta(ge=0, le=2)]
 LoraWeight = Annotated[float, Meta(ge=-10, le=10)]
 Repeats = Annotated[int, Meta(ge=1, le=4)]
 
@@ -202,9 +203,17 @@ class ModelConfig(Params):
     upscalerPath: str | UnsetType = UNSET
     """An ESRGAN upscaler file (RealESRGAN/BasicSR RRDBNet) attached to this model: `diffusion`'s
     `upscale` and the hires fix's `model` upscaler use it."""
+    controlNetPath: str | UnsetType = UNSET
+    """A ControlNet for this model (`diffusion`'s `control_image` then steers it). It must fit the
+    UNet: full SD1.x, SD2.x or SDXL ones; refused after the load on other families (the library
+    would abort at the first step), the worker ended."""
+    controlnet_on_cpu: bool | UnsetType = UNSET
+    """Keep the ControlNet on the CPU when the model runs on a GPU (no effect on the CPU)."""
 
 
-COMPANION_FILES = ("vaePath", "clipLPath", "clipGPath", "t5xxlPath", "llmPath", "taesdPath", "upscalerPath")
+COMPANION_FILES = (
+    "vaePath", "clipLPath", "clipGPath", "t5xxlPath", "llmPath", "taesdPath", "upscalerPath", "controlNetPath"
+)  # fmt: skip
 TEXT_ENCODER_FILES = ("clipLPath", "clipGPath", "t5xxlPath", "llmPath")
 
 
@@ -346,6 +355,15 @@ class DiffusionParams(Params):
     `{repeats}`. The final size counts against `maxPixels`."""
     hires: HiresParams | UnsetType = UNSET
     """Hires fix (A1111's): the first pass at `width` x `height`, a second at the hires size."""
+    control_image: str | UnsetType = UNSET
+    """A control image (base64 like `init_image`), resized to the output size: for a model loaded
+    with `modelConfig.controlNetPath`, or a FLUX Control model. Refused on any other model."""
+    control_strength: ControlStrength | UnsetType = UNSET
+    """How much the ControlNet steers, 0..2 (A1111's weight range; 0 reproduces the picture without
+    control); native default 0.9. ControlNet only: FLUX Control has no such weight (refused there)."""
+    canny: bool = False
+    """Replace `control_image` by its edges first (the library's canny preprocessor, as sd-cli's
+    `--canny`): white edges on black."""
 
 
 class DiffusionProgress(Struct, kw_only=True):
