@@ -82,6 +82,15 @@ export interface DiffusionClientParams {
   upscale?: boolean | UpscaleSpec;
   /** Hires fix: a second pass at the larger size. */
   hires?: HiresParams;
+  /**
+   * A control image, base64 like `init_image`, resized to the output: for a model loaded with
+   * `controlNetPath` or a FLUX Control model; refused on others (and with `hires`).
+   */
+  control_image?: string;
+  /** The ControlNet's weight, 0..2 (default 0.9); refused without a ControlNet (FLUX Control has none). */
+  control_strength?: number;
+  /** Replace `control_image` by its canny edges first (the library's preprocessor). Default false. */
+  canny?: boolean;
 }
 
 export interface LoraSpec {
@@ -112,9 +121,10 @@ export interface HiresParams {
 export type ImageInput = string | Uint8Array;
 
 /** What `diffusion()` takes: the protocol's params, with image files also as bytes (Buffer too). */
-export interface DiffusionOptions extends Omit<DiffusionClientParams, "init_image" | "mask_image" | "ref_images"> {
+export interface DiffusionOptions extends Omit<DiffusionClientParams, "init_image" | "mask_image" | "control_image" | "ref_images"> {
   init_image?: ImageInput;
   mask_image?: ImageInput;
+  control_image?: ImageInput;
   ref_images?: ImageInput[];
 }
 
@@ -242,6 +252,10 @@ export interface ModelConfig {
   taesdPath?: string;
   /** An ESRGAN file attached to the model, for `upscale` and the hires fix's `model` upscaler. */
   upscalerPath?: string;
+  /** A ControlNet (full SD1.x, SD2.x or SDXL UNets only; refused after load on others). */
+  controlNetPath?: string;
+  /** Keep the ControlNet on the CPU when the model runs on a GPU. */
+  controlnet_on_cpu?: boolean;
 }
 
 export interface LoadModelParams {

@@ -36,7 +36,7 @@ from .discovery import default_command
 LINE_LIMIT = 1 << 30
 PREVIEW_BUFFER = 8
 """Previews kept for a reader of `preview_stream` that falls behind (or never reads): the oldest go."""
-IMAGE_PARAMS = ("init_image", "mask_image")
+IMAGE_PARAMS = ("init_image", "mask_image", "control_image")
 """`diffusion` params that carry an image file."""
 IMAGE_LIST_PARAMS = ("ref_images",)
 """`diffusion` params that carry a list of image files."""
@@ -427,7 +427,7 @@ class Sidecar:
     def diffusion(self, **params: Any) -> DiffusionCall:
         """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments.
 
-        `init_image`, `mask_image` and each of `ref_images` take file bytes or a path (see `ImageInput`).
+        `init_image`, `mask_image`, `control_image` and each of `ref_images` take file bytes or a path (see `ImageInput`).
         """
         params = {key: _encoded(key, value) for key, value in params.items()}
         ticks: asyncio.Queue[DiffusionProgress | None] = asyncio.Queue()
