@@ -48,23 +48,29 @@ async def test_special_files_are_refused_naming_the_field_and_what_they_are(spec
     }
 
 
-async def test_a_diffusers_folder_whose_unet_is_a_fifo_is_refused(tmp_path: Path) -> None:
+async def test_a_diffusers_folder_whose_unet_is_a_fifo_is_refused_naming_the_inner_file(tmp_path: Path) -> None:
     (tmp_path / "unet").mkdir()
     os.mkfifo(tmp_path / "unet" / "diffusion_pytorch_model.safetensors")
-    with pytest.raises(SidecarError, match="diffusers layout"):
+    with pytest.raises(SidecarError) as caught:
         await paths.checked_file("modelPath", str(tmp_path), None, allow_folder=True)
+    assert caught.value.data == {
+        "code": "INVALID_PARAMS",
+        "field": "modelPath",
+        "file": "unet/diffusion_pytorch_model.safetensors",
+        "rule": "must name a regular file, not a FIFO",
+    }
 
 
 async def test_a_check_that_blocks_leaves_the_loop_free_and_can_be_cancelled(monkeypatch, tmp_path: Path) -> None:
-    """A stalled mount, simulated: the check's `stat` blocks until released."""
+    """A stalled mount, simulated: the check's first look at the path blocks until released."""
     release, entered = threading.Event(), threading.Event()
 
-    def stalled_stat(self: Path, **_: object) -> os.stat_result:
+    def stalled_realpath(path: str, **_: object) -> str:
         entered.set()
         release.wait()
-        raise FileNotFoundError(str(self))
+        raise FileNotFoundError(path)
 
-    monkeypatch.setattr(Path, "stat", stalled_stat)
+    monkeypatch.setattr(os.path, "realpath", stalled_realpath)
     ticks = 0
     try:
         with anyio.CancelScope() as scope:

@@ -53,7 +53,7 @@ async def resolve(
             raise invalid_params(field, "names a file already in the list (give it one weight instead)")
         short_hash = await anyio.to_thread.run_sync(_identified, field, path)
         name = os.path.splitext(os.path.basename(path))[0].replace(":", "").replace(",", "")
-        loras.append(messages.Lora(path=path, weight=spec.weight, name=name, short_hash=short_hash))
+        loras.append(messages.Lora(path=path, weight=spec.weight, name=name, short_hash=short_hash, field=field))
     return loras
 
 
