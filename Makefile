@@ -28,7 +28,7 @@ demo: $(INSTALLED)
 # Debian packages some tests need: qemu-user (tests/test_portable.py runs the binary's native code
 # on emulated older CPUs). apt-get needs root; elsewhere those tests are reported as skipped, with
 # what to install, unless DIFFUSION_SIDECAR_REQUIRE_SYSTEM_TESTS=1 (.ci/run) makes that a failure.
-SYSTEM_PACKAGES := qemu-user:/usr/bin/qemu-x86_64
+SYSTEM_PACKAGES := qemu-user:/usr/bin/qemu-x86_64 strace:/usr/bin/strace
 system-packages:
 	@for entry in $(SYSTEM_PACKAGES); do package=$${entry%%:*}; program=$${entry#*:}; \
 	  if [ -x "$$program" ]; then continue; fi; \
