@@ -105,3 +105,17 @@ async def test_fifo_and_special_paths_through_a_real_sidecar(python_command: lis
         assert await sidecar.exit_status() == 0
     finally:
         await sidecar.stop()
+
+
+async def test_the_file_opened_is_checked_where_it_really_is(monkeypatch, tmp_path: Path) -> None:
+    """A symlink swapped in after the path was resolved: the place of the file actually opened decides."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "m.safetensors").write_bytes(b"x" * 64)
+    (root / "m.safetensors").symlink_to(outside / "m.safetensors")
+    # The resolution as it was before the swap: the name alone, inside the root.
+    monkeypatch.setattr(os.path, "realpath", lambda path: os.path.normpath(os.path.abspath(path)))
+    with pytest.raises(SidecarError) as caught:
+        await paths.checked_file("modelPath", str(root / "m.safetensors"), str(root))
+    assert caught.value.code == "PATH_NOT_ALLOWED" and caught.value.data["field"] == "modelPath"
