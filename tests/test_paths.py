@@ -14,7 +14,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from sidecar.inputs import paths
+from sidecar.inputs import loras, paths
+from sidecar.inputs.model_header import safetensors_names
+from sidecar.inputs.upscalers import is_esrgan_file
 from sidecar.rpc.errors import SidecarError
 from tests.harness import RawSidecar, worker_pids
 
@@ -119,3 +121,13 @@ async def test_the_file_opened_is_checked_where_it_really_is(monkeypatch, tmp_pa
     with pytest.raises(SidecarError) as caught:
         await paths.checked_file("modelPath", str(root / "m.safetensors"), str(root))
     assert caught.value.code == "PATH_NOT_ALLOWED" and caught.value.data["field"] == "modelPath"
+
+
+async def test_reads_after_the_checks_never_block_on_a_fifo_swapped_in(special_files: dict) -> None:
+    """The front reads headers and hashes after the checks; a FIFO put in a file's place since is
+    an unreadable file to them (it used to block their thread until someone wrote to it)."""
+    fifo = special_files["FIFO"]
+    assert safetensors_names(fifo) is None and not is_esrgan_file(fifo)
+    with pytest.raises(SidecarError) as caught:
+        await anyio.to_thread.run_sync(loras._identified, "lora", fifo)
+    assert caught.value.data["field"] == "lora" and "must be readable" in caught.value.data["rule"]

@@ -18,11 +18,13 @@ is left between that last check and the native open: docs/security.md.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from ..rpc.errors import SidecarError
 from . import messages
@@ -185,15 +187,19 @@ def check(file: NativeFile, root: str | None) -> str | None:
 
 
 def _refuse_unreadable(file: NativeFile, path: str) -> None:
-    # O_NONBLOCK: without O_PATH, a FIFO swapped in since the stat must not block the open.
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise refused(file, "must name a regular file")
-        if not os.read(descriptor, 8):
+    with open_regular(path) as opened:
+        if not opened.read(8):
             raise refused(file, "must not be empty")
-    finally:
+
+
+def open_regular(path: str) -> BinaryIO:
+    """`path` opened for reading, or OSError when it is not a regular file. For reads after a check
+    (headers, hashes): a FIFO put in the file's place since must not block them (O_NONBLOCK)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return os.fdopen(descriptor, "rb")
 
 
 def _refuse_outside(file: NativeFile, real: str, root: str) -> None:
