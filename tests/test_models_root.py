@@ -5,11 +5,14 @@ caught by the worker's own check right before the native open. Through a real si
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
+from io import BytesIO
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from sidecar.synth.kinds import write
 from sidecar.worker.native_files import DIFFUSERS_PARTS, DIFFUSERS_UNET
@@ -146,6 +149,18 @@ async def test_a_nul_in_a_prompt_or_lora_is_invalid_params_naming_the_field(
         ]}  # fmt: skip
     answer = await sidecar.call("diffusion", {"modelId": sidecar.model_id, **SMALL, **extra})
     assert "NUL" in _refused(answer, "INVALID_PARAMS", field)
+
+
+async def test_other_control_characters_reach_the_model_and_the_png_unchanged(sidecar: RawSidecar) -> None:
+    """Only NUL ends a C string: text after any other character changes the picture, and the PNG
+    records the prompt exactly as given."""
+    prompt = "a cat\x01\x1b[31m\x7f\u2028 and a dog \U0001f431"
+    made = {}
+    for text in (prompt, "a cat"):
+        answer = await sidecar.call("diffusion", {"modelId": sidecar.model_id, **SMALL, "prompt": text})
+        made[text] = Image.open(BytesIO(base64.b64decode(answer["result"]["outputs"][0])))
+    assert made[prompt].text["parameters"].startswith(prompt + "\nSteps: 1,")
+    assert made[prompt].tobytes() != made["a cat"].tobytes()
 
 
 async def test_the_hires_upscaler_is_checked_again_on_every_request(
