@@ -204,19 +204,23 @@ async def _requests(sidecar: RawSidecar) -> list[dict]:
 
 
 async def test_a_model_file_swapped_after_its_load_fails_the_reload(
-    sidecar: RawSidecar, root: Path, outside: Path
+    sidecar_command: list[str], root: Path, outside: Path, tmp_path: Path
 ) -> None:
-    """A cancel reloads the model in a fresh worker, which checks every file again before opening it."""
-    taesd = root / "swapped-taesd.safetensors"
+    """A cancel reloads the model in a fresh worker, which checks every file again before opening it.
+    On both launchers: the worker's checks and its refusals are code only the worker process runs."""
+    taesd = root / f"swapped-taesd-{tmp_path.name}.safetensors"
     write("taesd", taesd)
-    loaded = await sidecar.call("loadModel", {"modelPath": str(root / "sd1"), "modelConfig": {"taesdPath": str(taesd)}})
-    model_id = loaded["result"]["modelId"]
-    taesd.unlink()
-    taesd.symlink_to(outside / "secret.safetensors")
-    running = await sidecar.send("diffusion", {"modelId": model_id, **LONG})
-    await sidecar.wait_for(lambda m: m.get("method") == "diffusion/progress" and m["params"]["requestId"] == running)
-    await sidecar.call("cancel", {"requestId": running})
-    answer = await sidecar.call("diffusion", {"modelId": model_id, **SMALL})
-    error = answer["error"]
-    assert error["data"]["code"] == "MODEL_NOT_LOADED" and error["data"]["reason"] == "reloadFailed", answer
+    sidecar = await RawSidecar.start("--models-root", str(root), command=sidecar_command)
+    try:
+        config = {"taesdPath": str(taesd)}
+        model_id = (await sidecar.call("loadModel", {"modelPath": str(root / "sd1"), "modelConfig": config}))["result"]["modelId"]
+        taesd.unlink()
+        taesd.symlink_to(outside / "secret.safetensors")
+        running = await sidecar.send("diffusion", {"modelId": model_id, **LONG})
+        await sidecar.wait_for(lambda m: m.get("method") == "diffusion/progress" and m["params"]["requestId"] == running)
+        await sidecar.call("cancel", {"requestId": running})
+        error = (await sidecar.call("diffusion", {"modelId": model_id, **SMALL}))["error"]
+    finally:
+        await sidecar.stop()
+    assert error["data"]["code"] == "MODEL_NOT_LOADED" and error["data"]["reason"] == "reloadFailed", error
     assert "`modelConfig.taesdPath`" in error["message"] and "outside the models folder" in error["message"]

@@ -17,6 +17,7 @@ import pytest
 from sidecar.inputs import loras, paths
 from sidecar.inputs.model_header import safetensors_names
 from sidecar.inputs.upscalers import is_esrgan_file
+from sidecar.worker import native_files
 from sidecar.rpc.errors import SidecarError
 from tests.harness import RawSidecar, worker_pids
 
@@ -131,3 +132,27 @@ async def test_reads_after_the_checks_never_block_on_a_fifo_swapped_in(special_f
     with pytest.raises(SidecarError) as caught:
         await anyio.to_thread.run_sync(loras._identified, "lora", fifo)
     assert caught.value.data["field"] == "lora" and "must be readable" in caught.value.data["rule"]
+
+
+@pytest.mark.parametrize("by_path_only", [True, False], ids=["linux", "elsewhere"])
+async def test_both_ways_of_checking_give_the_same_answers(
+    monkeypatch, special_files: dict, tmp_path: Path, by_path_only: bool
+) -> None:
+    """Where `O_PATH` or /proc is missing (other POSIX systems), the checks stat and open the resolved path."""
+    if not by_path_only:
+        monkeypatch.setattr(native_files, "_O_PATH", 0)
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 64)
+    (tmp_path / "escape.safetensors").symlink_to("/dev/null")
+    assert await paths.checked_file("modelPath", str(tmp_path / "model.safetensors"), str(tmp_path)) == str(
+        tmp_path / "model.safetensors"
+    )
+    outside = await _refusal("modelPath", str(tmp_path / "escape.safetensors"), str(tmp_path))
+    assert outside["code"] == "PATH_NOT_ALLOWED"
+    assert (await _refusal("vaePath", special_files["FIFO"], None))["rule"] == "must name a regular file, not a FIFO"
+    assert (await _refusal("vaePath", str(tmp_path / "nothing.gguf"), None))["rule"] == "must name an existing file"
+
+
+async def _refusal(field: str, path: str, root: str | None) -> dict:
+    with pytest.raises(SidecarError) as caught:
+        await paths.checked_file(field, path, root)
+    return caught.value.data
