@@ -169,7 +169,7 @@ async def test_every_file_the_native_library_opens_is_one_the_checks_foresaw(
     ]  # fmt: skip
     # Inside the root, so that the front's check opens them (by path only) and strace records it.
     markers = [str(models / f"marker-{tmp_path.name}-{index}.safetensors") for index in range(len(steps))]
-    sidecar = await RawSidecar.start("--models-root", str(models), command=command)
+    sidecar = await RawSidecar.start("--models-root", str(models), command=command, stderr_path=tmp_path / "stderr")
     try:
         sd1_id = None
         for (method, params, _), marker in zip(steps, markers):
@@ -182,8 +182,10 @@ async def test_every_file_the_native_library_opens_is_one_the_checks_foresaw(
         assert await sidecar.exit_status() == 0
     finally:
         await sidecar.stop()
-    trace = parse(log.read_text())
-    assert trace.workers, "no worker process in the trace"
+    text = log.read_text()
+    trace = parse(text)
+    stderr = "\n".join(line for line in (tmp_path / "stderr").read_text().splitlines() if not line.startswith("["))
+    assert trace.workers, f"no worker process in a trace of {len(text)} bytes; strace said: {stderr[-2000:]}"
     for (method, _, foreseen), observed in zip(steps, trace.steps(markers)):
         native = [o for o in observed if o.path.startswith(str(models)) and "O_PATH" not in o.flags]
         predicted = {file.path for file in foreseen}
