@@ -28,11 +28,13 @@ demo: $(INSTALLED)
 # Debian packages the binary's build and some tests need, each with a file that shows it installed:
 # glslc and libvulkan-dev build ggml's Vulkan backend (without them the binary is CPU-only);
 # mesa-vulkan-drivers is lavapipe, a software Vulkan GPU for tests/test_gpu.py; qemu-user runs the
-# binary's native code on emulated older CPUs (tests/test_portable.py). apt-get needs root; elsewhere
+# binary's native code on emulated older CPUs (tests/test_portable.py); strace watches which files
+# the native library opens (tests/test_native_opens.py). apt-get needs root; elsewhere
 # the tests that need a missing one are reported as skipped, with what to install, unless
 # DIFFUSION_SIDECAR_REQUIRE_SYSTEM_TESTS=1 (.ci/run) makes that a failure.
 SYSTEM_PACKAGES := glslc:/usr/bin/glslc libvulkan-dev:/usr/include/vulkan/vulkan.hpp \
-	mesa-vulkan-drivers:/usr/share/vulkan/icd.d/lvp_icd.x86_64.json qemu-user:/usr/bin/qemu-x86_64
+	mesa-vulkan-drivers:/usr/share/vulkan/icd.d/lvp_icd.x86_64.json qemu-user:/usr/bin/qemu-x86_64 \
+	strace:/usr/bin/strace
 system-packages:
 	@missing=; for entry in $(SYSTEM_PACKAGES); do [ -e "$${entry#*:}" ] || missing="$$missing $${entry%%:*}"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \

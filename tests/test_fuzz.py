@@ -1,12 +1,15 @@
 """Fuzzing the running sidecar (hypothesis): whatever arrives, it answers each id once, with the
-right code, and keeps serving. 10,000 cases across the tests below, against one real process.
+right code, and keeps serving. 11,000 cases across the tests below, against one real process (and one
+with `--models-root`, for paths).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -22,9 +25,9 @@ MARKER = b'{"jsonrpc":"2.0","id":"marker","method":"cancel","params":{"requestId
 class Sidecar:
     """A sidecar process spoken to synchronously: one case, then a marker request to fence it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *flags: str) -> None:
         self.process = subprocess.Popen(
-            default_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            [*default_command(), *flags], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
 
     def exchange(self, line: bytes) -> list[object]:
@@ -40,6 +43,19 @@ class Sidecar:
             if isinstance(reply, dict) and reply.get("id") == "marker":
                 return replies
             replies.append(reply)
+
+    def answer(self, line: bytes, request_id: int) -> dict:
+        """Send one request; return its answer, which may come after later ones (file checks run off the loop)."""
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(line + b"\n")
+        self.process.stdin.flush()
+        while True:
+            raw = self.process.stdout.readline()
+            assert raw, "the sidecar closed stdout"
+            reply = msgspec.json.decode(raw)
+            assert isinstance(reply, dict) and reply.get("id") in (request_id, None), f"an answer to no request: {reply}"
+            if "method" not in reply:
+                return reply
 
     def close(self) -> int:
         assert self.process.stdin
@@ -153,7 +169,10 @@ def test_unicode_survives_the_round_trip(sidecar: Sidecar, model_id: str, prompt
     )
     reply = _single_error(sidecar.exchange(line))
     assert reply["id"] == request_id
-    assert reply["error"]["data"] == {"code": "MODEL_NOT_LOADED", "modelId": model_id}
+    if "\0" in prompt:  # the native library would read only the text before it
+        assert reply["error"]["data"]["code"] == "INVALID_PARAMS" and reply["error"]["data"]["field"] == "prompt"
+    else:
+        assert reply["error"]["data"] == {"code": "MODEL_NOT_LOADED", "modelId": model_id}
 
 
 @settings(FUZZ, max_examples=500)
@@ -188,3 +207,64 @@ def test_deep_nesting(sidecar: Sidecar, depth: int, opener: bytes, in_params: bo
     assert reply["error"]["code"] in {-32700, -32600, -32602}
     if in_params and reply["error"]["code"] == -32602:
         assert reply["id"] == 7 and reply["error"]["data"]["field"] == "x"
+
+
+# --- paths --------------------------------------------------------------------------------------
+
+# Path pieces an attacker would try: `..`, symlink loops, a symlink out, special files, names the
+# file system refuses as too long, a NUL, both Unicode normalisations of a name (only one exists),
+# a lone surrogate (a name that is not UTF-8, as Python escapes one), `~` forms.
+PATH_PARTS = [
+    "", ".", "..", "empty.safetensors", "fifo.safetensors", "folder", "loop", "loop-a", "out", "junk.gguf",
+    "caf\u00e9.safetensors", "cafe\u0301.safetensors", "x" * 300, "\0", "\udcff", "~", "unet",
+    "diffusion_pytorch_model.safetensors", "y" * 5000,
+]  # fmt: skip
+PATH_FIELDS = ["modelPath", "vaePath", "taesdPath", "upscalerPath"]
+# A clear refusal, or the native library's answer on a file that got through (it cannot be a model).
+PATH_ANSWERS = {"INVALID_PARAMS", "PATH_NOT_ALLOWED", "MODEL_LOAD_FAILED"}
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = Path(os.path.realpath(tmp_path_factory.mktemp("fuzz-root")))
+    outside = Path(os.path.realpath(tmp_path_factory.mktemp("fuzz-outside")))
+    (outside / "secret.safetensors").write_bytes(b"x" * 64)
+    (root / "empty.safetensors").touch()
+    os.mkfifo(root / "fifo.safetensors")
+    (root / "folder" / "unet").mkdir(parents=True)
+    (root / "folder" / "unet" / "diffusion_pytorch_model.safetensors").symlink_to(outside / "secret.safetensors")
+    (root / "loop").symlink_to("loop")
+    (root / "loop-a").symlink_to("loop-b")
+    (root / "loop-b").symlink_to("loop-a")
+    (root / "out").symlink_to(outside)
+    (root / "junk.gguf").write_bytes(b"GGUF" + bytes(64))
+    (root / "caf\u00e9.safetensors").write_bytes(b"x" * 64)
+    return root
+
+
+@pytest.fixture(scope="module")
+def rooted(models_root: Path) -> Iterator[Sidecar]:
+    process = Sidecar("--models-root", str(models_root))
+    yield process
+    assert process.process.poll() is None, "the sidecar died during fuzzing"
+    assert process.close() == 0
+
+
+@settings(FUZZ, max_examples=1000)
+@given(
+    st.sampled_from(["{root}/", "{root}/out/", "{root}/folder/", "", "/", "~/", "~nosuchuser/", "../"]),
+    st.lists(st.sampled_from(PATH_PARTS) | st.text(max_size=8), max_size=6),
+    st.sampled_from(["", "/", ".safetensors", ".gguf"]),
+    st.sampled_from(PATH_FIELDS),
+    st.integers(min_value=0, max_value=2**31),
+)
+def test_paths_get_a_clear_answer(
+    rooted: Sidecar, models_root: Path, prefix: str, parts: list[str], suffix: str, field: str, request_id: int
+) -> None:
+    path = prefix.format(root=models_root) + "/".join(parts) + suffix
+    params = {"modelPath": path} if field == "modelPath" else {"modelPath": str(models_root / "junk.gguf"), "modelConfig": {field: path}}
+    # json, not msgspec: it writes a lone surrogate as the `\udcff` escape a JavaScript host would send.
+    line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "loadModel", "params": params}).encode()
+    reply = rooted.answer(line, request_id)
+    if "error" in reply:
+        assert reply["error"]["data"]["code"] in PATH_ANSWERS, reply

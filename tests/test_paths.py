@@ -14,7 +14,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from sidecar.inputs import paths
+from sidecar.inputs import loras, paths
+from sidecar.inputs.model_header import safetensors_names
+from sidecar.inputs.upscalers import is_esrgan_file
+from sidecar.worker import native_files
 from sidecar.rpc.errors import SidecarError
 from tests.harness import RawSidecar, worker_pids
 
@@ -48,23 +51,29 @@ async def test_special_files_are_refused_naming_the_field_and_what_they_are(spec
     }
 
 
-async def test_a_diffusers_folder_whose_unet_is_a_fifo_is_refused(tmp_path: Path) -> None:
+async def test_a_diffusers_folder_whose_unet_is_a_fifo_is_refused_naming_the_inner_file(tmp_path: Path) -> None:
     (tmp_path / "unet").mkdir()
     os.mkfifo(tmp_path / "unet" / "diffusion_pytorch_model.safetensors")
-    with pytest.raises(SidecarError, match="diffusers layout"):
+    with pytest.raises(SidecarError) as caught:
         await paths.checked_file("modelPath", str(tmp_path), None, allow_folder=True)
+    assert caught.value.data == {
+        "code": "INVALID_PARAMS",
+        "field": "modelPath",
+        "file": "unet/diffusion_pytorch_model.safetensors",
+        "rule": "must name a regular file, not a FIFO",
+    }
 
 
 async def test_a_check_that_blocks_leaves_the_loop_free_and_can_be_cancelled(monkeypatch, tmp_path: Path) -> None:
-    """A stalled mount, simulated: the check's `stat` blocks until released."""
+    """A stalled mount, simulated: the check's first look at the path blocks until released."""
     release, entered = threading.Event(), threading.Event()
 
-    def stalled_stat(self: Path, **_: object) -> os.stat_result:
+    def stalled_realpath(path: str, **_: object) -> str:
         entered.set()
         release.wait()
-        raise FileNotFoundError(str(self))
+        raise FileNotFoundError(path)
 
-    monkeypatch.setattr(Path, "stat", stalled_stat)
+    monkeypatch.setattr(os.path, "realpath", stalled_realpath)
     ticks = 0
     try:
         with anyio.CancelScope() as scope:
@@ -99,3 +108,51 @@ async def test_fifo_and_special_paths_through_a_real_sidecar(python_command: lis
         assert await sidecar.exit_status() == 0
     finally:
         await sidecar.stop()
+
+
+async def test_the_file_opened_is_checked_where_it_really_is(monkeypatch, tmp_path: Path) -> None:
+    """A symlink swapped in after the path was resolved: the place of the file actually opened decides."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "m.safetensors").write_bytes(b"x" * 64)
+    (root / "m.safetensors").symlink_to(outside / "m.safetensors")
+    # The resolution as it was before the swap: the name alone, inside the root.
+    monkeypatch.setattr(os.path, "realpath", lambda path: os.path.normpath(os.path.abspath(path)))
+    with pytest.raises(SidecarError) as caught:
+        await paths.checked_file("modelPath", str(root / "m.safetensors"), str(root))
+    assert caught.value.code == "PATH_NOT_ALLOWED" and caught.value.data["field"] == "modelPath"
+
+
+async def test_reads_after_the_checks_never_block_on_a_fifo_swapped_in(special_files: dict) -> None:
+    """The front reads headers and hashes after the checks; a FIFO put in a file's place since is
+    an unreadable file to them (it used to block their thread until someone wrote to it)."""
+    fifo = special_files["FIFO"]
+    assert safetensors_names(fifo) is None and not is_esrgan_file(fifo)
+    with pytest.raises(SidecarError) as caught:
+        await anyio.to_thread.run_sync(loras._identified, "lora", fifo)
+    assert caught.value.data["field"] == "lora" and "must be readable" in caught.value.data["rule"]
+
+
+@pytest.mark.parametrize("by_path_only", [True, False], ids=["linux", "elsewhere"])
+async def test_both_ways_of_checking_give_the_same_answers(
+    monkeypatch, special_files: dict, tmp_path: Path, by_path_only: bool
+) -> None:
+    """Where `O_PATH` or /proc is missing (other POSIX systems), the checks stat and open the resolved path."""
+    if not by_path_only:
+        monkeypatch.setattr(native_files, "_O_PATH", 0)
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 64)
+    (tmp_path / "escape.safetensors").symlink_to("/dev/null")
+    assert await paths.checked_file("modelPath", str(tmp_path / "model.safetensors"), str(tmp_path)) == str(
+        tmp_path / "model.safetensors"
+    )
+    outside = await _refusal("modelPath", str(tmp_path / "escape.safetensors"), str(tmp_path))
+    assert outside["code"] == "PATH_NOT_ALLOWED"
+    assert (await _refusal("vaePath", special_files["FIFO"], None))["rule"] == "must name a regular file, not a FIFO"
+    assert (await _refusal("vaePath", str(tmp_path / "nothing.gguf"), None))["rule"] == "must name an existing file"
+
+
+async def _refusal(field: str, path: str, root: str | None) -> dict:
+    with pytest.raises(SidecarError) as caught:
+        await paths.checked_file(field, path, root)
+    return caught.value.data

@@ -18,6 +18,7 @@ from diffusion_sidecar_protocol.types import (
 )
 
 from ..inputs import control, img2img, ref_images
+from ..inputs.c_strings import refuse_nul
 from ..inputs.hires import resolve as resolve_hires
 from ..inputs.loras import resolve as resolve_loras
 from ..inputs.postprocess import upscale_repeats
@@ -89,6 +90,8 @@ def check_queue_room(model: LoadedModel, limits: Limits, scheduler: ComputeSched
 
 
 async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResult:
+    for field in ("prompt", "negative_prompt"):
+        refuse_nul(field, getattr(params, field))
     source = await img2img.open_source(params, ctx.server.limits)
     params = img2img.sized(params, source)
     check_limits(params, ctx.server.limits)
@@ -166,7 +169,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
 
     outcome, generation_ms = await ctx.run_on(model, job, on_event)
     if isinstance(outcome, messages.Failed):
-        raise SidecarError("GENERATION_FAILED", f"Generation failed: {outcome.reason}", reason=outcome.reason)
+        raise outcome.error("GENERATION_FAILED", "Generation failed")
     stats = model.record(
         generation_ms=generation_ms,
         steps=steps_run + (hires.sampling_steps if hires else 0),

@@ -69,10 +69,11 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         diffusion_flash_attn=_given(config.diffusion_fa),
         max_vram=config.max_vram or None,
         device=device,
+        models_root=root,
     )
     # An ESRGAN file on its own is an upscaler model, for the `upscale` method.
     if not companions and await anyio.to_thread.run_sync(is_esrgan_file, model_path):
-        load = messages.Load(upscaler_path=model_path, n_threads=load.n_threads, device=load.device)
+        load = messages.Load(upscaler_path=model_path, n_threads=load.n_threads, device=load.device, models_root=root)
     # Two loads are identical when they name the same files (after resolving) with the same options.
     load_key = json.dumps({**msgspec.to_builtins(config), **companions, "modelPath": model_path}, sort_keys=True)
     files = {"modelPath": model_path, **companions}

@@ -10,7 +10,7 @@ from diffusion_sidecar_protocol.types import Limits, UpscaleParams, UpscaleProgr
 
 from ..inputs import images
 from ..inputs.postprocess import check_output_pixels
-from ..rpc.errors import SidecarError, invalid_params
+from ..rpc.errors import invalid_params
 from ..runtime.context import Method, RequestContext
 from ..worker import messages
 from .diffusion import check_queue_room
@@ -49,7 +49,7 @@ async def handle(params: UpscaleParams, ctx: RequestContext) -> UpscaleResult:
 
     outcome, post_process_ms = await ctx.run_on(model, job, on_event)
     if isinstance(outcome, messages.Failed):
-        raise SidecarError("GENERATION_FAILED", f"Upscaling failed: {outcome.reason}", reason=outcome.reason)
+        raise outcome.error("GENERATION_FAILED", "Upscaling failed")
     assert isinstance(outcome, messages.Upscaled)
     stats = UpscaleStats(
         modelLoadMs=model.load_ms,

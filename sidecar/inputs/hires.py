@@ -3,25 +3,25 @@
 Natively a bad combination is noticed only after the whole first pass (or silently changed: other
 sizes are rounded up, an unknown upscaler disables the fix). Here the target size must be one the
 model makes exactly and fit `maxPixels`, and the `model` upscaler needs the ESRGAN file attached
-at load, still there (the native hires fix opens it again on every call).
+at load, still there and still passing the checks of a path given (the native hires fix opens it
+again on every call).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import struct
 
-import anyio
 import msgspec
 from diffusion_sidecar_protocol.types import HIRES_MODEL_UPSCALER, HIRES_UPSCALERS, DiffusionParams, HiresParams, Limits
 
 from ..rpc.errors import invalid_params, limit_exceeded
 from ..runtime.models import LoadedModel
 from ..worker import messages
+from ..worker.native_files import MODEL_UPSCALER
+from .paths import checked_file
 
 DEFAULT_SCALE = 2.0  # sd_hires_params_init's
-NATIVE_MODEL_UPSCALER = "Model"
 _NATIVE_NAMES = {name.lower(): name for name in HIRES_UPSCALERS}
 
 
@@ -30,10 +30,8 @@ async def resolve(params: DiffusionParams, model: LoadedModel, limits: Limits) -
         return None
     hires = params.hires
     upscaler = _native_upscaler(hires.upscaler, model)
-    if upscaler == NATIVE_MODEL_UPSCALER and not await anyio.to_thread.run_sync(
-        os.path.isfile, model.load.upscaler_path
-    ):
-        raise invalid_params("hires.upscaler", f"`model`: the upscaler file is gone ({model.load.upscaler_path})")
+    if upscaler == MODEL_UPSCALER:  # the native hires fix opens the file attached at load again
+        await checked_file("hires.upscaler", model.load.upscaler_path, limits.modelsRoot)
     width, height = _target_size(hires, params.width, params.height)
     for field, side in (("width", width), ("height", height)):
         if side % model.size_multiple or side > limits.maxSide:
@@ -60,7 +58,7 @@ def _native_upscaler(name: str, model: LoadedModel) -> str:
             raise invalid_params(
                 "hires.upscaler", "`model` needs an upscaler attached at load (modelConfig.upscalerPath)"
             )
-        return NATIVE_MODEL_UPSCALER
+        return MODEL_UPSCALER
     if name.lower() not in _NATIVE_NAMES:
         choices = ", ".join([*HIRES_UPSCALERS, HIRES_MODEL_UPSCALER])
         raise invalid_params("hires.upscaler", f"must be one of (any case): {choices}")

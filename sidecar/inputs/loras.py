@@ -21,6 +21,7 @@ from diffusion_sidecar_protocol.types import LoraSpec
 
 from ..rpc.errors import invalid_params, limit_exceeded
 from ..worker import messages
+from ..worker.native_files import open_regular
 from .paths import checked_file
 
 # A safetensors header longer than this is not a LoRA's (the format itself caps it at 100 MB).
@@ -53,17 +54,19 @@ async def resolve(
             raise invalid_params(field, "names a file already in the list (give it one weight instead)")
         short_hash = await anyio.to_thread.run_sync(_identified, field, path)
         name = os.path.splitext(os.path.basename(path))[0].replace(":", "").replace(",", "")
-        loras.append(messages.Lora(path=path, weight=spec.weight, name=name, short_hash=short_hash))
+        loras.append(messages.Lora(path=path, weight=spec.weight, name=name, short_hash=short_hash, field=field))
     return loras
 
 
 def _identified(field: str, path: str) -> str:
     """The LoRA's short hash, or an error naming `field` when the file cannot be a LoRA."""
-    stat = os.stat(path)
     try:
+        stat = os.stat(path)
         return _short_hash(path, stat.st_size, stat.st_mtime_ns)
     except NotALora as error:
         raise invalid_params(field, str(error)) from None
+    except OSError as error:  # changed since it was checked
+        raise invalid_params(field, f"must be readable ({error.strerror})") from None
 
 
 class NotALora(Exception):
@@ -80,7 +83,7 @@ def _short_hash(path: str, size: int, mtime_ns: int) -> str:
     would silently generate without it.
     """
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    with open_regular(path) as file:
         if path.lower().endswith(".safetensors"):
             _check_lora_header(file, size)
         while chunk := file.read(1 << 20):

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..rpc.errors import invalid_params
+from ..worker.native_files import open_regular
 
 # The safetensors format caps its JSON header at 100 MB; past that, it is not a file we can judge.
 MAX_HEADER_BYTES = 100_000_000
@@ -42,7 +43,7 @@ def safetensors_names(path: str) -> list[str] | None:
     if Path(path).suffix.lower() != ".safetensors":
         return None
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:
             size = int.from_bytes(file.read(8), "little")
             if not 2 <= size <= MAX_HEADER_BYTES:
                 return None

@@ -13,6 +13,8 @@ import json
 import zipfile
 from pathlib import Path
 
+from ..worker.native_files import open_regular
+
 ESRGAN_MARKERS = (b"conv_first.weight", b"model.0.weight")
 DIFFUSION_MARKER = b"diffusion_model"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -28,16 +30,16 @@ def is_esrgan_file(path: str) -> bool:
 
 
 def _tensor_name_bytes(path: Path) -> bytes:
-    if path.suffix.lower() == ".safetensors":
-        with open(path, "rb") as file:
+    with open_regular(str(path)) as file:
+        if path.suffix.lower() == ".safetensors":
             size = int.from_bytes(file.read(8), "little")
             if size > MAX_HEADER_BYTES:
                 return b""
             header = json.loads(file.read(size))
-        return "\n".join(header if isinstance(header, dict) else []).encode()
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            pickles = [name for name in archive.namelist() if name.endswith("data.pkl")]
-            if pickles and archive.getinfo(pickles[0]).file_size <= MAX_HEADER_BYTES:
-                return archive.read(pickles[0])
+            return "\n".join(header if isinstance(header, dict) else []).encode()
+        if zipfile.is_zipfile(file):
+            with zipfile.ZipFile(file) as archive:
+                pickles = [name for name in archive.namelist() if name.endswith("data.pkl")]
+                if pickles and archive.getinfo(pickles[0]).file_size <= MAX_HEADER_BYTES:
+                    return archive.read(pickles[0])
     return b""

@@ -302,7 +302,7 @@ class ModelManager:
             self._starting.discard(worker)
         if isinstance(reply, messages.Failed):
             await worker.stop()
-            raise SidecarError("MODEL_LOAD_FAILED", f"The model could not be loaded: {reply.reason}", reason=reply.reason)
+            raise reply.error("MODEL_LOAD_FAILED", "The model could not be loaded")
         assert isinstance(reply, messages.Loaded)
         return worker, reply
 

@@ -8,16 +8,20 @@ import msgspec
 
 from . import control, hires, messages
 from .native import NativeModel, RawImage
+from .native_files import Generations
 from .phases import DECODE, ENCODE, POST_PROCESS, SAMPLE, PhaseClock, phase_of_log
 from .png import encode_png, lora_fields, lora_tags, parameters_text
 from .previews import NativePreviews, native_previews
 
 
-def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec.Struct], None]) -> None:
+def generate(
+    model: NativeModel, job: messages.Generate, send: Callable[[msgspec.Struct], None], files: Generations
+) -> None:
     """One native call per image, each with its own seed, as a native batch would use them.
 
     Separate calls cost a prompt encoding per image, but each finished image leaves at once
-    (so a batch that is cut short keeps what it made) and every tick names its image.
+    (so a batch that is cut short keeps what it made) and every tick names its image. Each call
+    opens its files (LoRAs, the hires upscaler) again: they are checked right before each.
     """
     method, schedule = model.resolve_sampling(job.sampling_method, job.scheduler)
     sampler_name, scheduler_name = model.names(method, schedule)
@@ -29,7 +33,8 @@ def generate(model: NativeModel, job: messages.Generate, send: Callable[[msgspec
         model.on_log(progress.on_log)
         previews.start(job, index, progress.steps_of)
         try:
-            raw = model.generate(job, seed, method, schedule, progress.on_step)
+            with files.generating(job):
+                raw = model.generate(job, seed, method, schedule, progress.on_step)
         finally:
             model.on_log(None)
             previews.stop()

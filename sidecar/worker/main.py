@@ -14,8 +14,9 @@ from typing import BinaryIO
 
 import msgspec
 
+from ..rpc.errors import SidecarError
 from ..rpc.stdio_guard import claim_stdout, write_all
-from . import messages
+from . import messages, native_files
 
 
 class _Pipe:
@@ -68,25 +69,32 @@ def run(log_level: str) -> None:
     from .upscale import upscale
 
     model: native.NativeModel | native.NativeUpscaler | None = None
+    files: native_files.Generations | None = None
     while True:
         request = pipe.requests.get()
         if isinstance(request, messages.Load):
             try:
+                native_files.check_all(native_files.opened_by_load(request), request.models_root)
                 model = _load(request, log_level, pipe)
+                files = native_files.Generations(request)
             except native.NativeError as error:
                 pipe.send(messages.Failed(str(error)))
-        elif model is None:
+            except SidecarError as error:
+                pipe.send(messages.Failed(error.message, error.data))
+        elif model is None or files is None:
             pipe.send(messages.Failed("no model is loaded in this worker"))
         else:
             try:
                 if isinstance(request, messages.Upscale) and isinstance(model, native.NativeUpscaler):
                     upscale(model, request, pipe.send)
                 elif isinstance(request, messages.Generate) and isinstance(model, native.NativeModel):
-                    generate(model, request, pipe.send)
+                    generate(model, request, pipe.send, files)
                 else:
                     pipe.send(messages.Failed(f"this model cannot take a {type(request).__name__} request"))
             except native.NativeError as error:
                 pipe.send(messages.Failed(str(error)))
+            except SidecarError as error:
+                pipe.send(messages.Failed(error.message, error.data))
 
 
 def _load(request: messages.Load, log_level: str, pipe: _Pipe) -> object:

@@ -7,9 +7,12 @@ raw PNG bytes; base64 only happens at the JSON edge in the front.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import msgspec
 from msgspec import Struct
+
+from ..rpc.errors import SidecarError
 
 # --- front -> worker ---------------------------------------------------------------------------
 
@@ -46,6 +49,9 @@ class Load(Struct, kw_only=True, tag=True):
     """An ESRGAN file: loaded beside the model, or alone (no model path) as an upscaler model."""
     control_net_path: str = ""
     keep_control_net_on_cpu: bool | None = None
+    models_root: str | None = None
+    """Not the library's: `--models-root`, which every file it opens is checked against again
+    right before it opens them (`native_files.py`)."""
 
 
 class Lora(Struct):
@@ -57,6 +63,8 @@ class Lora(Struct):
     """A1111's alias for it: the file's stem."""
     short_hash: str
     """A1111's `Lora hashes` value."""
+    field: str = "lora"
+    """The request field that names it (for errors)."""
 
 
 class Hires(Struct):
@@ -205,6 +213,16 @@ class Failed(Struct, tag=True):
     """The request could not be done; the worker itself is fine."""
 
     reason: str
+    refusal: dict[str, Any] | None = None
+    """A file failed its check right before the native call: the error's `data` (its code
+    included), for the front to answer with as it would have up front."""
+
+    def error(self, code: str, failed: str) -> SidecarError:
+        """What the front answers with: the refusal as it is, else `code` with the reason."""
+        if self.refusal is not None:
+            data = dict(self.refusal)
+            return SidecarError(data.pop("code"), self.reason, **data)
+        return SidecarError(code, f"{failed}: {self.reason}", reason=self.reason)
 
 
 class Device(Struct):

@@ -144,7 +144,8 @@ class Limits(Struct, kw_only=True):
     maxImagePixels: int = 8192 * 8192
     """Largest input image in pixels, read from its header before any pixel is decoded."""
     modelsRoot: str | None = None
-    """When set, `loadModel` refuses any file that resolves outside this folder."""
+    """When set, every file the native library would open (models, companion files, a diffusers
+    folder's parts, LoRAs, the hires upscaler) must resolve inside this folder (PATH_NOT_ALLOWED)."""
     maxPromptBytes: int = 2048
     """Longest `prompt` and `negative_prompt`, in UTF-8 bytes. Text is encoded in 77-token chunks
     whose cost grows faster than linearly, and a token is at least one byte: bytes bound the work
