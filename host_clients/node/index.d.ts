@@ -26,8 +26,9 @@ export type RequestId = number | string;
 export type ErrorCode =
   | "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "INTERNAL_ERROR"
   | "MODEL_NOT_LOADED" | "MODEL_LOAD_FAILED" | "WORKER_CRASHED" | "GENERATION_FAILED"
-  | "SHUTTING_DOWN" | "QUEUE_FULL" | "LIMIT_EXCEEDED" | "PATH_NOT_ALLOWED" | "CANCELLED"
-  | "TIMEOUT" | "SIDECAR_EXITED";
+  | "SHUTTING_DOWN" | "QUEUE_FULL" | "LIMIT_EXCEEDED" | "PATH_NOT_ALLOWED" | "DOWNLOAD_FAILED"
+  | "AUTH_REQUIRED" | "CHECKSUM_MISMATCH" | "INSUFFICIENT_DISK" | "OFFLINE_NOT_CACHED"
+  | "DOWNLOAD_STALLED" | "TOO_MANY_REDIRECTS" | "CANCELLED" | "TIMEOUT" | "SIDECAR_EXITED";
 
 // --- diffusion (QVAC's names) --------------------------------------------------------------------
 
@@ -432,6 +433,16 @@ export interface Limits {
   modelsRoot: string | null;
   maxPromptBytes: number;
   maxLoras: number;
+  /** Largest file a source may download, declared or counted. */
+  maxDownloadBytes: number;
+  /** A download that receives nothing this long is resumed (3 times in a row at most), then fails. */
+  downloadStallSeconds: number;
+  /** Sources come from the caches only. */
+  offline: boolean;
+  /** Whether plain `http://` sources are accepted. */
+  allowHttp: boolean;
+  /** Where downloads are kept (its `models/` subfolder). */
+  cacheDir: string | null;
 }
 
 export interface InitializeResult {

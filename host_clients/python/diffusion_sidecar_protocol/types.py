@@ -147,6 +147,17 @@ class Limits(Struct, kw_only=True):
     whatever the script, where characters would let CJK or emoji text cost several times more."""
     maxLoras: int = 8
     """LoRAs in one `diffusion` request."""
+    maxDownloadBytes: int = 64 * 1024**3
+    """Largest file a source (an `https://` or `hf://` URL) may download, declared or counted."""
+    downloadStallSeconds: float = 30.0
+    """A download that receives no byte for this long is retried from where it stopped (3 times
+    without progress at most), then fails with DOWNLOAD_STALLED."""
+    offline: bool = False
+    """Sources are served from the cache only (and from the Hugging Face cache); nothing is downloaded."""
+    allowHttp: bool = False
+    """Whether plain `http://` sources (and redirects to http) are accepted; otherwise https only."""
+    cacheDir: str | None = None
+    """The folder downloads are kept in (its `models/` subfolder); null: the default."""
 
 
 class InitializeResult(Struct, kw_only=True):
@@ -162,6 +173,31 @@ class InitializeResult(Struct, kw_only=True):
 
 
 # --- loadModel ---------------------------------------------------------------------------------
+
+Sha256 = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$")]
+
+
+class FileSource(Params):
+    """A file to download into the sidecar's cache (docs/models-from-urls.md), wherever a file is taken."""
+
+    src: str
+    """`https://...`, or `hf://org/repo[@revision]/path/in/repo` (Hugging Face); `http://` only when
+    the sidecar runs with `--allow-http`. A plain string in a file field is the same as `{src}`."""
+    sha256: Sha256 | UnsetType = UNSET
+    """The file's SHA-256 (hex): checked before the download is used; a cached copy with it is used
+    without any request. Omitted: the one Hugging Face publishes, if any."""
+    size: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    """The file's size in bytes, checked against what the server declares before downloading."""
+    name: Annotated[str, Meta(min_length=1, max_length=255)] | UnsetType = UNSET
+    """The name to save it as (its suffix tells the format); omitted: the URL's last path segment."""
+    headers: dict[str, str] | UnsetType = UNSET
+    """Sent with the request to the source's own host only, never to a host it redirects to
+    (e.g. `{"Authorization": "Bearer ..."}`); never logged nor echoed in errors."""
+
+
+FileRef = str | FileSource
+"""A local path, or a source: a URL string or a `FileSource`."""
+
 
 
 class ModelConfig(Params):
@@ -237,6 +273,43 @@ class LoadModelProgress(Struct, kw_only=True):
     loaded: int
     total: int
     elapsedMs: float
+
+
+class DownloadProgress(Struct, kw_only=True):
+    """Notification `download/progress`: one file of a request's sources, with the request's totals.
+
+    About 10 per second per file at most while it downloads, one at each change of phase, and
+    always a last one (`done`, or `cached` when nothing was downloaded).
+    """
+
+    requestId: RequestId | None
+    field: str
+    """The request's field that named the file: `modelPath`, `modelConfig.vaePath`, `lora[0].path`."""
+    role: str
+    """What the file is: `model`, `vae`, `clipL`, `clipG`, `t5xxl`, `llm`, `taesd`, `upscaler`, `lora`."""
+    src: str
+    """The source as given (credentials in the URL left out)."""
+    phase: str
+    """`checking` (the cache, the server), `downloading`, `verifying` (SHA-256, size), `cached`
+    (used from a cache, nothing downloaded) or `done`; a string, later versions may add phases."""
+    bytesDone: int
+    """Bytes of this file on disk so far (resumed ones included)."""
+    bytesTotal: int | None
+    """The file's size; null while the server has not said it (or never does)."""
+    resumedFrom: int
+    """Bytes a previous, interrupted download had left (0: this one started from the beginning)."""
+    speedBytesPerSecond: float
+    """Over the last second or so; 0 outside `downloading`."""
+    totalBytesDone: int
+    """`bytesDone` summed over every file of the request."""
+    totalBytes: int | None
+    """`bytesTotal` summed over every file of the request; null while any of them is unknown."""
+    filesDone: int
+    """Files of the request that are ready (`done` or `cached`)."""
+    filesTotal: int
+    """Files of the request that are sources."""
+    elapsedMs: float
+    """Since the request arrived."""
 
 
 # --- diffusion ---------------------------------------------------------------------------------
