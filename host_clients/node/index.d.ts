@@ -86,7 +86,8 @@ export interface DiffusionClientParams {
 }
 
 export interface LoraSpec {
-  path: string;
+  /** A LoRA file's path, or a source (docs/models-from-urls.md). */
+  path: FileRef;
   /** A1111's prompt-tag weight (-10..10); default 1. */
   weight?: number;
 }
@@ -234,21 +235,64 @@ export interface ModelConfig {
   /** GiB a compute graph may take on a GPU: larger graphs run in pieces; 0: no limit. */
   max_vram?: number;
   lora_apply_mode?: LoraApplyMode;
-  vaePath?: string;
-  clipLPath?: string;
-  clipGPath?: string;
-  t5xxlPath?: string;
-  llmPath?: string;
+  vaePath?: FileRef;
+  clipLPath?: FileRef;
+  clipGPath?: FileRef;
+  t5xxlPath?: FileRef;
+  llmPath?: FileRef;
   /** A TAESD file for `preview_method: "tae"` (previews only; the final image keeps the VAE). */
-  taesdPath?: string;
+  taesdPath?: FileRef;
   /** An ESRGAN file attached to the model, for `upscale` and the hires fix's `model` upscaler. */
-  upscalerPath?: string;
+  upscalerPath?: FileRef;
 }
 
+/**
+ * A file to download into the sidecar's cache: `https://...` or `hf://org/repo[@revision]/path`.
+ * Every file field takes a path, a URL string, or this (docs/models-from-urls.md).
+ */
+export interface FileSource {
+  src: string;
+  /** Checked before the file is used; a cached copy with it is used without any request. */
+  sha256?: string;
+  /** Bytes, checked against what the server declares before downloading. */
+  size?: number;
+  /** The name to save it as (its suffix tells the format); default: the URL's last segment. */
+  name?: string;
+  /** Sent to the source's own host only, never to a host it redirects to; never logged. */
+  headers?: Record<string, string>;
+}
+
+/** A local path, or a source: a URL string or a `FileSource`. */
+export type FileRef = string | FileSource;
+
 export interface LoadModelParams {
-  /** A .safetensors, .ckpt or .gguf file, or a diffusers folder. */
-  modelPath: string;
+  /** A .safetensors, .ckpt or .gguf file, or a diffusers folder; or a source. */
+  modelPath: FileRef;
   modelConfig?: ModelConfig;
+}
+
+/** One file of a request's sources (`download/progress`), with the request's totals. */
+export interface DownloadProgress {
+  requestId: RequestId | null;
+  /** `modelPath`, `modelConfig.vaePath`, `lora[0].path`, ... */
+  field: string;
+  /** `model`, `vae`, `clipL`, `clipG`, `t5xxl`, `llm`, `taesd`, `upscaler`, `lora`. */
+  role: string;
+  /** The source as given, without credentials. */
+  src: string;
+  /** `checking`, `downloading`, `verifying`, `cached` or `done` (more may come). */
+  phase: string;
+  bytesDone: number;
+  bytesTotal: number | null;
+  resumedFrom: number;
+  speedBytesPerSecond: number;
+  /** Summed over every file of the request: one bar for a host. */
+  totalBytesDone: number;
+  /** Null while any file's size is unknown. */
+  totalBytes: number | null;
+  filesDone: number;
+  filesTotal: number;
+  elapsedMs: number;
 }
 
 export interface LoadModelProgress {

@@ -15,6 +15,8 @@ from ..backend.probe import BackendProbe
 from ..rpc.errors import SidecarError
 from ..rpc.jsonrpc import Notification, encode
 from ..rpc.transport import Outbox
+from ..sources.downloads import Downloads
+from ..sources.settings import Settings
 from ..worker import messages
 from .models import LoadedModel, ModelManager, elapsed_ms
 from .scheduler import ComputeScheduler
@@ -49,6 +51,11 @@ class ServerState:
     active: dict[RequestId | None, ActiveRequest] = field(default_factory=dict)
     stopping: anyio.Event = field(default_factory=anyio.Event)
     """Set once the sidecar is shutting down: no new work, workers are stopped."""
+    downloads: Downloads = field(init=False)
+    """Sources' transfers (sidecar/sources); its `run` is started with the server."""
+
+    def __post_init__(self) -> None:
+        self.downloads = Downloads(Settings.from_limits(self.limits))
 
     def cancel(self, *, request_id: RequestId | None = None, model_id: str | None = None, queued_only: bool = False) -> int:
         """Cancel the matching requests that can be cancelled; return how many were."""

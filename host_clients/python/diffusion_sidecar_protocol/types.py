@@ -224,15 +224,15 @@ class ModelConfig(Params):
     """GiB a compute graph may take on a GPU: larger graphs run in pieces (slower, but they fit);
     native default 0: no limit."""
     lora_apply_mode: LoraApplyMode | UnsetType = UNSET
-    vaePath: str | UnsetType = UNSET
-    clipLPath: str | UnsetType = UNSET
-    clipGPath: str | UnsetType = UNSET
-    t5xxlPath: str | UnsetType = UNSET
-    llmPath: str | UnsetType = UNSET
-    taesdPath: str | UnsetType = UNSET
+    vaePath: FileRef | UnsetType = UNSET
+    clipLPath: FileRef | UnsetType = UNSET
+    clipGPath: FileRef | UnsetType = UNSET
+    t5xxlPath: FileRef | UnsetType = UNSET
+    llmPath: FileRef | UnsetType = UNSET
+    taesdPath: FileRef | UnsetType = UNSET
     """A TAESD file (tiny autoencoder) for `preview_method: "tae"`; used for previews only, the
     final image still comes from the model's VAE. Without it, `tae` previews are refused."""
-    upscalerPath: str | UnsetType = UNSET
+    upscalerPath: FileRef | UnsetType = UNSET
     """An ESRGAN upscaler file (RealESRGAN/BasicSR RRDBNet) attached to this model: `diffusion`'s
     `upscale` and the hires fix's `model` upscaler use it."""
 
@@ -242,9 +242,10 @@ TEXT_ENCODER_FILES = ("clipLPath", "clipGPath", "t5xxlPath", "llmPath")
 
 
 class LoadModelParams(Params):
-    modelPath: str
+    modelPath: FileRef
     """A single .safetensors, .ckpt or .gguf file, or a diffusers folder. An ESRGAN upscaler file
-    on its own loads an upscaler model, for the `upscale` method."""
+    on its own loads an upscaler model, for the `upscale` method. Any file field (this one, the
+    companion files, LoRAs) also takes a source: an `https://` or `hf://` URL, or a `FileSource`."""
     modelConfig: ModelConfig = msgspec.field(default_factory=ModelConfig)
 
 
@@ -318,8 +319,8 @@ class DownloadProgress(Struct, kw_only=True):
 class LoraSpec(Params):
     """One LoRA of a `diffusion` request."""
 
-    path: str
-    """A LoRA file (kohya, peft, LoHa or LoKr layout): .safetensors, .ckpt, .pt, .pth or .gguf."""
+    path: FileRef
+    """A LoRA file (kohya, peft, LoHa or LoKr layout): .safetensors, .ckpt, .pt, .pth or .gguf; or a source."""
     weight: LoraWeight = 1.0
     """A1111's prompt-tag weight, stable-diffusion.cpp's multiplier; negative weights invert it."""
 
@@ -648,6 +649,7 @@ class ListModelsResult(Struct, kw_only=True):
 
 
 NOTIFICATIONS: dict[str, type[Struct]] = {
+    "download/progress": DownloadProgress,
     "loadModel/progress": LoadModelProgress,
     "diffusion/progress": DiffusionProgress,
     "diffusion/preview": DiffusionPreview,
