@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio.to_thread
 import pytest
+from diffusion_sidecar_client import DownloadProgress, Sidecar
 from PIL import Image
 
 from sidecar.synth.kinds import write
@@ -100,6 +101,35 @@ async def test_a_model_loads_from_a_url_reporting_its_download_and_then_comes_fr
     assert "result" in again
     assert phases(downloads(raw, again["id"])) == ["checking", "cached"]
     assert len(server.requests) == 1  # the second load made no request at all
+
+
+async def test_companions_and_a_lora_from_urls_through_the_python_client(
+    python_command: list[str], server: LoopbackServer, synthetic_files: dict[str, bytes], synthetic_model: str, tmp_path: Path
+) -> None:
+    """One progress per request over its files; the client's stream and callback both see it."""
+    config = {"taesdPath": server.url("/files/taesd.safetensors"), "upscalerPath": server.url("/files/esrgan.safetensors")}
+    async with await Sidecar.start([*python_command, "--allow-http", "--cache-dir", str(tmp_path / "cache")]) as sidecar:
+        called: list[DownloadProgress] = []
+        call = sidecar.load(synthetic_model, config, on_download=called.append)
+        streamed = [progress async for progress in call.download_stream]
+        loaded = await call
+        assert loaded.upscaleFactor == 4
+        lora = sidecar.diffusion(
+            modelId=loaded.modelId, prompt="a lighthouse", width=64, height=64, steps=1, seed=1, preview_method="tae",
+            lora=[{"path": server.url("/files/lora.safetensors"), "weight": 0.5}],
+        )  # fmt: skip
+        lora_downloads = [progress async for progress in lora.download_stream]
+        previews = [preview async for preview in lora.preview_stream]
+        assert len(await lora.outputs) == 1
+    assert streamed == called and streamed[0].requestId == call.request_id
+    assert {p.field: p.role for p in streamed} == {"modelConfig.taesdPath": "taesd", "modelConfig.upscalerPath": "upscaler"}
+    total = len(synthetic_files["taesd"]) + len(synthetic_files["esrgan"])
+    last = streamed[-1]
+    assert (last.filesDone, last.filesTotal, last.totalBytesDone, last.totalBytes) == (2, 2, total, total)
+    assert all(p.totalBytes in (None, total) for p in streamed)
+    assert [p.totalBytesDone for p in streamed] == sorted(p.totalBytesDone for p in streamed)
+    assert [p.phase for p in lora_downloads][-1] == "done" and lora_downloads[-1].field == "lora[0].path"
+    assert previews  # the downloaded TAESD decodes them
 
 
 async def test_cancel_mid_download_answers_at_once_and_the_next_load_resumes(

@@ -202,6 +202,8 @@ export interface DiffusionCall {
    * recent wait for a reader that falls behind or never reads.
    */
   previewStream: AsyncGenerator<PreviewImage>;
+  /** `download/progress` of LoRAs given as URLs; ends when the call ends. */
+  downloadStream: AsyncGenerator<DownloadProgress>;
   /** PNG bytes, one per image. */
   outputs: Promise<Uint8Array[]>;
   stats: Promise<DiffusionStats | undefined>;
@@ -304,6 +306,20 @@ export interface LoadModelProgress {
 
 export interface LoadModelOptions extends LoadModelParams {
   onProgress?: (progress: LoadModelProgress) => void;
+  /** Each `download/progress` of the files given as sources. */
+  onDownload?: (progress: DownloadProgress) => void;
+}
+
+/** What `load()` returns at once. */
+export interface LoadCall {
+  requestId: number;
+  /** `download/progress` per file, with the request's totals; ends (never throws) with the call. */
+  downloadStream: AsyncGenerator<DownloadProgress>;
+  /** `loadModel/progress` ticks; ends with the call. */
+  progressStream: AsyncGenerator<LoadModelProgress>;
+  result: Promise<LoadModelResult>;
+  /** Cancels the load; true if it was still pending (it then rejects with `CANCELLED`). */
+  cancel(): Promise<boolean>;
 }
 
 export interface LoadModelResult {
@@ -569,6 +585,8 @@ export declare class Sidecar {
   initialize(params?: InitializeParams): Promise<InitializeResult>;
   /** Resolves to the model's id. */
   loadModel(options: LoadModelOptions): Promise<string>;
+  /** Starts a load: its downloads as a stream, then its result. */
+  load(options: LoadModelOptions): LoadCall;
   /** QVAC's `diffusion()`; `init_image`, `mask_image` and `ref_images` may be bytes. */
   diffusion(params: DiffusionOptions): DiffusionCall;
   /** Upscales an image with an upscaler model: the PNG bytes and stats. Ticks carry the `requestId` to cancel. */
