@@ -111,7 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # quiet: the tests assert on `requests`
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         owner = self.server_owner
         headers = {name.lower(): value for name, value in self.headers.items()}
         owner.record(Seen("GET", self.path, headers, f"{self.server.server_address[0]}:{owner.port}"))

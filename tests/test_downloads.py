@@ -20,7 +20,7 @@ from sidecar.rpc.errors import SidecarError
 from sidecar.sources import refs
 from sidecar.sources.downloads import Downloads
 from sidecar.sources.settings import STALL_RETRIES, Settings
-from sidecar.sources.transfer import FileState
+from sidecar.sources.state import FileState
 from tests.http_server import LoopbackServer, Route
 
 pytestmark = pytest.mark.anyio
@@ -77,7 +77,9 @@ class States(list[FileState]):
 
     @property
     def phases(self) -> list[str]:
-        return [phase for index, phase in enumerate(s.phase for s in self) if index == 0 or self[index - 1].phase != phase]
+        return [
+            phase for index, phase in enumerate(s.phase for s in self) if index == 0 or self[index - 1].phase != phase
+        ]
 
 
 def source(value: str | FileSource, settings: Settings, field: str = "modelPath") -> refs.Source:
@@ -252,13 +254,12 @@ async def test_two_fetches_of_one_source_share_one_transfer(server, settings) ->
         paths.append(await fetch(downloads, server.url("/m/model.safetensors"), states))
 
     first, second = States(), States()
-    async with running(settings) as downloads:
-        async with anyio.create_task_group() as group:
-            group.start_soon(one, first)
-            await wait(route.paused)
-            group.start_soon(one, second)
-            await second.reach(lambda state: state.phase == "downloading")  # attached
-            route.release.set()
+    async with running(settings) as downloads, anyio.create_task_group() as group:
+        group.start_soon(one, first)
+        await wait(route.paused)
+        group.start_soon(one, second)
+        await second.reach(lambda state: state.phase == "downloading")  # attached
+        route.release.set()
     assert paths[0] == paths[1] and paths[0].read_bytes() == BODY
     assert len(server.seen("/m/model.safetensors")) == 1
     assert first[-1].phase == second[-1].phase == "done"
@@ -278,16 +279,15 @@ async def test_a_cancelled_fetch_detaches_and_the_transfer_goes_on_for_the_other
     async def stay() -> None:
         paths.append(await fetch(downloads, server.url("/m/model.safetensors"), second))
 
-    async with running(settings) as downloads:
-        async with anyio.create_task_group() as group:
-            group.start_soon(leave)
-            await first.reach(lambda state: state.phase == "downloading")
-            group.start_soon(stay)
-            await second.reach(lambda state: state.phase == "downloading")
-            leaving.cancel()
-            await left.wait()
-            assert downloads.transfers() == 1
-            route.release.set()
+    async with running(settings) as downloads, anyio.create_task_group() as group:
+        group.start_soon(leave)
+        await first.reach(lambda state: state.phase == "downloading")
+        group.start_soon(stay)
+        await second.reach(lambda state: state.phase == "downloading")
+        leaving.cancel()
+        await left.wait()
+        assert downloads.transfers() == 1
+        route.release.set()
     assert paths[0].read_bytes() == BODY
     assert len(server.seen("/m/model.safetensors")) == 1 and not route.disconnected.is_set()
 
@@ -353,7 +353,11 @@ async def test_sizes_over_the_limit_are_refused_declared_or_counted(server, sett
         declared = await failure(downloads, server.url("/declared.safetensors"))
         counted = await failure(downloads, server.url("/counted.safetensors"))
     for error in (declared, counted):
-        assert (error.code, error.data["limit"], error.data["max"]) == ("LIMIT_EXCEEDED", "maxDownloadBytes", len(BODY) - 1)
+        assert (error.code, error.data["limit"], error.data["max"]) == (
+            "LIMIT_EXCEEDED",
+            "maxDownloadBytes",
+            len(BODY) - 1,
+        )
     with pytest.raises(SidecarError) as given:
         source(FileSource(src=server.url("/x.safetensors"), size=len(BODY)), small)
     assert given.value.data["field"] == "modelPath.size"
@@ -393,7 +397,11 @@ async def test_hf_sources_download_from_the_endpoint_verified_by_its_published_s
     other_host.add("/cdn/blob", Route(body=BODY))
     server.add(
         "/org/repo/resolve/v1.0/unet/model.safetensors",
-        Route(status=302, location=other_host.url("/cdn/blob"), headers={"X-Linked-Etag": f'"{SHA256}"', "X-Linked-Size": str(len(BODY))}),
+        Route(
+            status=302,
+            location=other_host.url("/cdn/blob"),
+            headers={"X-Linked-Etag": f'"{SHA256}"', "X-Linked-Size": str(len(BODY))},
+        ),
     )
     with_token = hf_settings(settings, server)
     async with running(with_token) as downloads:
@@ -475,7 +483,11 @@ async def test_a_hugging_face_cache_file_with_another_sha256_is_downloaded(serve
         ("https://host/", "modelPath", "must name a file"),
         ("hf://org/model.safetensors", "modelPath", "must be hf://org/repo[@revision]/path/in/repo"),
         ("hf://org/repo/../x.safetensors", "modelPath", "without empty, `.` or `..` parts"),
-        (FileSource(src="https://host/model.safetensors", headers={"X-A": "b\r\nc"}), "modelPath.headers", "line breaks"),
+        (
+            FileSource(src="https://host/model.safetensors", headers={"X-A": "b\r\nc"}),
+            "modelPath.headers",
+            "line breaks",
+        ),
         (FileSource(src="https://host/x", name="../x.safetensors"), "modelPath.name", "must name a file"),
         (FileSource(src="gopher://host/x"), "modelPath.src", "must be a local path"),
     ],

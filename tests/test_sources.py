@@ -64,7 +64,9 @@ def png(width: int, height: int) -> str:
 
 async def until(raw: RawSidecar, request_id: int, predicate) -> dict:
     return await raw.wait_for(
-        lambda m: m.get("method") == "download/progress" and m["params"]["requestId"] == request_id and predicate(m["params"])
+        lambda m: (
+            m.get("method") == "download/progress" and m["params"]["requestId"] == request_id and predicate(m["params"])
+        )
     )
 
 
@@ -104,11 +106,20 @@ async def test_a_model_loads_from_a_url_reporting_its_download_and_then_comes_fr
 
 
 async def test_companions_and_a_lora_from_urls_through_the_python_client(
-    python_command: list[str], server: LoopbackServer, synthetic_files: dict[str, bytes], synthetic_model: str, tmp_path: Path
+    python_command: list[str],
+    server: LoopbackServer,
+    synthetic_files: dict[str, bytes],
+    synthetic_model: str,
+    tmp_path: Path,
 ) -> None:
     """One progress per request over its files; the client's stream and callback both see it."""
-    config = {"taesdPath": server.url("/files/taesd.safetensors"), "upscalerPath": server.url("/files/esrgan.safetensors")}
-    async with await Sidecar.start([*python_command, "--allow-http", "--cache-dir", str(tmp_path / "cache")]) as sidecar:
+    config = {
+        "taesdPath": server.url("/files/taesd.safetensors"),
+        "upscalerPath": server.url("/files/esrgan.safetensors"),
+    }
+    async with await Sidecar.start(
+        [*python_command, "--allow-http", "--cache-dir", str(tmp_path / "cache")]
+    ) as sidecar:
         called: list[DownloadProgress] = []
         call = sidecar.load(synthetic_model, config, on_download=called.append)
         streamed = [progress async for progress in call.download_stream]
@@ -122,7 +133,10 @@ async def test_companions_and_a_lora_from_urls_through_the_python_client(
         previews = [preview async for preview in lora.preview_stream]
         assert len(await lora.outputs) == 1
     assert streamed == called and streamed[0].requestId == call.request_id
-    assert {p.field: p.role for p in streamed} == {"modelConfig.taesdPath": "taesd", "modelConfig.upscalerPath": "upscaler"}
+    assert {p.field: p.role for p in streamed} == {
+        "modelConfig.taesdPath": "taesd",
+        "modelConfig.upscalerPath": "upscaler",
+    }
     total = len(synthetic_files["taesd"]) + len(synthetic_files["esrgan"])
     last = streamed[-1]
     assert (last.filesDone, last.filesTotal, last.totalBytesDone, last.totalBytes) == (2, 2, total, total)
@@ -182,10 +196,16 @@ async def test_download_errors_reach_the_host_with_their_code_and_data(raw: RawS
     }  # fmt: skip
     bad = await raw.call("loadModel", {"modelPath": "s3://bucket/model.safetensors"})
     assert bad["error"]["data"]["code"] == "INVALID_PARAMS" and bad["error"]["data"]["field"] == "modelPath"
-    unnamed = await raw.call("loadModel", {"modelPath": {"src": server.url("/files/esrgan.safetensors"), "name": "x.bin"}})
+    unnamed = await raw.call(
+        "loadModel", {"modelPath": {"src": server.url("/files/esrgan.safetensors"), "name": "x.bin"}}
+    )
     assert unnamed["error"]["data"]["field"] == "modelPath.name"
     checksum = await raw.call(
-        "loadModel", {"modelPath": "/nowhere/model.safetensors", "modelConfig": {"vaePath": {"src": "https://h/v.safetensors", "sha256": "xyz"}}}
+        "loadModel",
+        {
+            "modelPath": "/nowhere/model.safetensors",
+            "modelConfig": {"vaePath": {"src": "https://h/v.safetensors", "sha256": "xyz"}},
+        },
     )
     assert checksum["error"]["data"]["field"] == "modelConfig.vaePath.sha256"
     assert len(server.requests) == 1  # only the 404: every other rule was checked before any request

@@ -54,7 +54,9 @@ async def checked_files(
         if field not in sources
     }
     if sources:
-        progress = RequestProgress(ctx.request_id, sources, lambda p: ctx.notify("download/progress", p), ctx.elapsed_ms)
+        progress = RequestProgress(
+            ctx.request_id, sources, lambda p: ctx.notify("download/progress", p), ctx.elapsed_ms
+        )
         downloaded = await ctx.server.downloads.fetch_all(sources, progress.listener)
         for field, path in downloaded.items():
             local[field] = await checked_file(field, str(path), None)

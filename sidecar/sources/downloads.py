@@ -3,26 +3,31 @@
 A request attaches to the transfer of its file (starting it if there is none) and waits for it. A
 cancelled request detaches; the transfer stops when no request is left, keeping its `.part` for a
 resume. Transfers run in this object's own task group (`run`, started with the server), so a
-request that leaves never takes a transfer another request still waits on down with it.
+request that leaves never takes a transfer another request still waits on down with it. The HTTP
+client (httpx: about 75 ms to import, ssl included) is imported when the first download starts,
+not at the sidecar's start: a host that never downloads never pays for it, nor does a cache hit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 import anyio.from_thread
 import anyio.to_thread
-import httpx
 from diffusion_sidecar_protocol import __version__
 
 from ..rpc.errors import SidecarError
 from . import cache, hf
 from .refs import Source
 from .settings import Settings
-from .transfer import Failure, FileState, Transfer
+from .state import Failure, FileState
+
+if TYPE_CHECKING:
+    from .transfer import Transfer
 
 Listener = Callable[[FileState], None]
 
@@ -31,21 +36,30 @@ class Downloads:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._transfers: dict[Path, Transfer] = {}
+        self._wanted = anyio.Event()
         self._ready = anyio.Event()
         self._tasks: anyio.abc.TaskGroup | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: Any = None
 
     async def run(self) -> None:
         """Hold the HTTP client and the transfers' task group until cancelled (the server's end)."""
+        await self._wanted.wait()
+        import httpx
+
         timeout = httpx.Timeout(self.settings.stall_seconds, connect=min(30.0, max(self.settings.stall_seconds, 5.0)))
         # trust_env: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE, SSL_CERT_DIR.
-        async with httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=True, headers={"User-Agent": f"diffusion-sidecar/{__version__}"}
-        ) as client:
-            async with anyio.create_task_group() as tasks:
-                self._client, self._tasks = client, tasks
-                self._ready.set()
-                await anyio.sleep_forever()
+        async with (
+            httpx.AsyncClient(
+                timeout=timeout,
+                follow_redirects=False,
+                trust_env=True,
+                headers={"User-Agent": f"diffusion-sidecar/{__version__}"},
+            ) as client,
+            anyio.create_task_group() as tasks,
+        ):
+            self._client, self._tasks = client, tasks
+            self._ready.set()
+            await anyio.sleep_forever()
 
     async def fetch_all(self, sources: Mapping[str, Source], listener: Callable[[str], Listener]) -> dict[str, Path]:
         """Every source's file, fetched together; the first failure cancels the others (each
@@ -78,6 +92,7 @@ class Downloads:
             size = found.stat().st_size
             listener(FileState(phase="cached", done=size, total=size))
             return found
+        self._wanted.set()
         await self._ready.wait()
         while (running := self._transfers.get(entry.path)) is not None and running.scope.cancel_called:
             await running.finished.wait()  # stopping, its last caller gone: let it close the .part first
@@ -140,6 +155,8 @@ class Downloads:
         return cache.adopt(entry, found, sha256)
 
     def _start(self, entry: cache.Entry, source: Source) -> Transfer:
+        from .transfer import Transfer
+
         assert self._tasks is not None and self._client is not None
         transfer = Transfer(source, entry, self.settings, self._client, self._ended)
         self._transfers[entry.path] = transfer

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from diffusion_sidecar_protocol.types import DownloadProgress, RequestId
 
 from .refs import Source
-from .transfer import FINAL_PHASES, FileState
+from .state import FINAL_PHASES, FileState
 
 THROTTLE_SECONDS = 0.1
 

@@ -106,7 +106,9 @@ def parse(field: str, role: str, value: FileRef, settings: Settings) -> Source:
         own = credentials.setdefault(origin(url), {})
         for name, header in spec.headers.items():
             if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(header):
-                raise invalid_params(f"{field}.headers", "header names must be tokens and values must hold no line breaks")
+                raise invalid_params(
+                    f"{field}.headers", "header names must be tokens and values must hold no line breaks"
+                )
             own[name] = header
     if settings.hf_token and origin(url) == origin(settings.hf_endpoint):
         token = credentials.setdefault(origin(url), {})
@@ -163,4 +165,3 @@ def _name(field: str, spec: FileSource, url: str, hf_file: HfFile | None) -> str
             name_field, "must name a file: give `name` when the URL's last segment is not a usable file name"
         )
     return name
-

@@ -33,6 +33,7 @@ import httpx
 from . import cache, hf
 from .refs import Source, origin, public
 from .settings import MAX_REDIRECTS, STALL_RETRIES, Settings
+from .state import Failure, FileState
 
 WRITE_BATCH = 1 << 20
 """Bytes gathered before one write-and-hash in a thread: the event loop never waits on the disk."""
@@ -42,28 +43,6 @@ RETRIED_STATUSES = (502, 503, 504)
 LOCK_POLL_SECONDS = 0.5
 SPEED_WINDOW_SECONDS = 1.0
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-
-
-@dataclass(frozen=True)
-class FileState:
-    """Where a file's download stands, as `download/progress` reports it."""
-
-    phase: str = "checking"
-    done: int = 0
-    total: int | None = None
-    resumed_from: int = 0
-    speed: float = 0.0
-
-
-FINAL_PHASES = ("done", "cached")
-
-
-class Failure(Exception):
-    """How a download failed, without the request's field: every caller that shares it adds its own."""
-
-    def __init__(self, code: str, message: str, **data: Any) -> None:
-        super().__init__(message)
-        self.code, self.message, self.data = code, message, data
 
 
 class _Retry(Exception):
@@ -177,7 +156,7 @@ class Transfer:
                 failures = 0 if self._received > received else failures + 1
                 url = public(self.source.url)
                 if failures > STALL_RETRIES:
-                    data = dict(attempts=failures, bytesDone=self.state.done)
+                    data = {"attempts": failures, "bytesDone": self.state.done}
                     if retry.stalled:
                         raise Failure(
                             "DOWNLOAD_STALLED",
@@ -185,8 +164,16 @@ class Transfer:
                             stallSeconds=self.settings.stall_seconds,
                             **data,
                         ) from None
-                    raise Failure("DOWNLOAD_FAILED", f"The download failed: {retry.reason}", status=None, reason=retry.reason, **data) from None
-                print(f"download {url}: {retry.reason}; retrying from byte {self.state.done}", file=sys.stderr, flush=True)
+                    raise Failure(
+                        "DOWNLOAD_FAILED",
+                        f"The download failed: {retry.reason}",
+                        status=None,
+                        reason=retry.reason,
+                        **data,
+                    ) from None
+                print(
+                    f"download {url}: {retry.reason}; retrying from byte {self.state.done}", file=sys.stderr, flush=True
+                )
                 await anyio.sleep(min(0.25 * 2 ** (failures - 1), 4.0))
 
     async def _attempt(self) -> None:
@@ -290,7 +277,9 @@ class Transfer:
         url, given = str(response.request.url), self.source.given
         if status in (401, 403):
             sent = bool(self.source.headers_for(url))
-            advice = "the credentials sent were refused" if sent else "send credentials (HF_TOKEN, or the source's headers)"
+            advice = (
+                "the credentials sent were refused" if sent else "send credentials (HF_TOKEN, or the source's headers)"
+            )
             raise Failure(
                 "AUTH_REQUIRED",
                 f"{given}: HTTP {status} {response.reason_phrase}; {advice}",
@@ -403,7 +392,11 @@ def _write(file: BinaryIO, hasher: Any, data: bytearray) -> None:
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise Failure(
-                "INSUFFICIENT_DISK", "The disk filled up during the download", needed=None, free=0, path=str(Path(file.name).parent)
+                "INSUFFICIENT_DISK",
+                "The disk filled up during the download",
+                needed=None,
+                free=0,
+                path=str(Path(file.name).parent),
             ) from None
         raise
     hasher.update(data)
