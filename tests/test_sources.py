@@ -40,9 +40,7 @@ def server(synthetic_files: dict[str, bytes]):
 
 @pytest.fixture
 async def raw(python_command: list[str], tmp_path: Path):
-    sidecar = await RawSidecar.start(
-        "--allow-http", "--cache-dir", str(tmp_path / "cache"), "--download-stall-seconds", "2", command=python_command
-    )
+    sidecar = await RawSidecar.start("--allow-http", "--cache-dir", str(tmp_path / "cache"), command=python_command)
     yield sidecar
     await sidecar.stop()
 

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import httpx
 
@@ -141,7 +142,8 @@ class Transfer:
             lock.close()
 
     def _verifying(self, done: int, total: int) -> None:
-        self.publish(phase="verifying", done=done, total=total)
+        """Hashing progress, from the thread that hashes: listeners run on the event loop only."""
+        anyio.from_thread.run_sync(lambda: self.publish(phase="verifying", done=done, total=total))
 
     # --- attempts ----------------------------------------------------------------------------
 
@@ -219,8 +221,8 @@ class Transfer:
             return 0, None, hashlib.sha256()
         if self._hashed is not None and self._hashed[0] == size:
             return size, partial.validator, self._hashed[1].copy()
-        self.publish(phase="verifying", done=0, total=size)
-        return size, partial.validator, cache.hash_file(part, size, lambda done: self.publish(done=done))
+        self._verifying(0, size)
+        return size, partial.validator, cache.hash_file(part, size, lambda done: self._verifying(done, size))
 
     async def _open(self, headers: dict[str, str]) -> tuple[httpx.Response, _Published]:
         """GET the source, following redirects by hand: credentials go only to their own origin, and
@@ -316,22 +318,25 @@ class Transfer:
             self.entry.part.unlink(missing_ok=True)
 
     async def _receive(self, response: httpx.Response, start: int, hasher: Any) -> None:
+        """Stream the body to the `.part`. Progress counts bytes as they arrive; they reach the disk
+        (and the hash) in batches, and whatever arrived is written before this returns, however."""
         file: BinaryIO = await anyio.to_thread.run_sync(open, self.entry.part, "ab" if start else "wb")
-        done, pending = start, bytearray()
+        written, pending = start, bytearray()
 
         async def flush() -> None:
-            nonlocal done, pending
+            nonlocal written, pending
             batch, pending = pending, bytearray()
             await anyio.to_thread.run_sync(_write, file, hasher, batch)
-            done += len(batch)
-            self._hashed = (done, hasher)
-            self.publish(done=done, speed=self._speed.update(done))
+            written += len(batch)
+            self._hashed = (written, hasher)
 
         try:
             async for chunk in response.aiter_bytes():
                 pending += chunk
                 self._received += len(chunk)
-                self._check_limit(done + len(pending))
+                received = written + len(pending)
+                self._check_limit(received)
+                self.publish(done=received, speed=self._speed.update(received))
                 if len(pending) >= WRITE_BATCH:
                     await flush()
         except httpx.TimeoutException:
