@@ -46,7 +46,7 @@ async def serve(log_level: str, limits: Limits) -> int:
         )
         background.start_soon(_stop_on_signals, server)
         background.start_soon(server.backend.warm)  # collects the probe started before the imports
-        background.start_soon(server.downloads.run)
+        background.start_soon(server.run_downloads)
         async with anyio.create_task_group() as requests:
             with anyio.CancelScope() as reading:
                 background.start_soon(_cancel_when_stopping, server, reading)

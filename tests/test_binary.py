@@ -203,7 +203,10 @@ async def test_the_binary_downloads_over_https_from_a_hugging_face_endpoint(
             "HF_HOME": str(tmp_path / "hf"),
         }.items():  # fmt: skip
             monkeypatch.setenv(name, value)
-        raw = await RawSidecar.start("--cache-dir", str(tmp_path / "cache"), command=[str(frozen_binary)])
+        log = tmp_path / "stderr.log"
+        raw = await RawSidecar.start(
+            "--cache-dir", str(tmp_path / "cache"), command=[str(frozen_binary)], stderr_path=log
+        )
         try:
             loaded = await raw.call("loadModel", {"modelPath": "hf://org/upscalers/x4/esrgan.safetensors"})
             assert loaded["result"]["modelFamily"] == "ESRGAN upscaler (x4)", loaded
@@ -217,6 +220,7 @@ async def test_the_binary_downloads_over_https_from_a_hugging_face_endpoint(
         (fetched,) = cdn.requests
         assert asked.headers["authorization"] == "Bearer hf_test" and "authorization" not in fetched.headers
         assert fetched.headers["host"].startswith("localhost:")
+        assert "hf_test" not in log.read_text() and "hf_test" not in repr(raw.messages)  # never logged nor echoed
     finally:
         endpoint.close()
         cdn.close()

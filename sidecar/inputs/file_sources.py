@@ -16,8 +16,6 @@ from diffusion_sidecar_protocol.types import FileRef
 
 from ..rpc.errors import invalid_params
 from ..runtime.context import RequestContext
-from ..sources import refs
-from ..sources.progress import RequestProgress
 from .paths import MODEL_FILE_SUFFIXES, checked_file
 
 # What each loadModel field's file is, as `download/progress` names it.
@@ -38,10 +36,14 @@ async def checked_files(
 
     A field in `folders` may name a diffusers folder (local paths only: a source is one file).
     """
-    settings = ctx.server.downloads.settings
+    # Imported here: the sidecar's start need not pay for sources (see ServerState.downloads).
+    from ..sources import refs
+    from ..sources.progress import RequestProgress
+
     sources = {}
     for field, (role, value) in wanted.items():
         if refs.is_source(value):
+            settings = ctx.server.downloads.settings
             source = sources[field] = refs.parse(field, role, value, settings)
             if os.path.splitext(source.name)[1].lower() not in MODEL_FILE_SUFFIXES:
                 name_field = f"{field}.name" if not isinstance(value, str) else field

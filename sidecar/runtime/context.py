@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import msgspec
@@ -15,11 +16,12 @@ from ..backend.probe import BackendProbe
 from ..rpc.errors import SidecarError
 from ..rpc.jsonrpc import Notification, encode
 from ..rpc.transport import Outbox
-from ..sources.downloads import Downloads
-from ..sources.settings import Settings
 from ..worker import messages
 from .models import LoadedModel, ModelManager, elapsed_ms
 from .scheduler import ComputeScheduler
+
+if TYPE_CHECKING:
+    from ..sources.downloads import Downloads
 
 
 @dataclass(eq=False)
@@ -51,11 +53,22 @@ class ServerState:
     active: dict[RequestId | None, ActiveRequest] = field(default_factory=dict)
     stopping: anyio.Event = field(default_factory=anyio.Event)
     """Set once the sidecar is shutting down: no new work, workers are stopped."""
-    downloads: Downloads = field(init=False)
-    """Sources' transfers (sidecar/sources); its `run` is started with the server."""
+    downloads_wanted: anyio.Event = field(default_factory=anyio.Event)
 
-    def __post_init__(self) -> None:
-        self.downloads = Downloads(Settings.from_limits(self.limits))
+    @functools.cached_property
+    def downloads(self) -> Downloads:
+        """Sources' transfers (sidecar/sources), made on first use: a sidecar that is never given a
+        URL never imports that package (about 10 ms at start-up)."""
+        from ..sources.downloads import Downloads
+        from ..sources.settings import Settings
+
+        self.downloads_wanted.set()
+        return Downloads(Settings.from_limits(self.limits))
+
+    async def run_downloads(self) -> None:
+        """Started with the server: runs the downloads' task group once they are first wanted."""
+        await self.downloads_wanted.wait()
+        await self.downloads.run()
 
     def cancel(self, *, request_id: RequestId | None = None, model_id: str | None = None, queued_only: bool = False) -> int:
         """Cancel the matching requests that can be cancelled; return how many were."""
