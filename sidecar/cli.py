@@ -26,6 +26,7 @@ _LIMIT_FLAGS = [
     ("--max-image-pixels", "maxImagePixels", "largest input image in pixels, checked from its header before decoding"),
     ("--max-prompt-bytes", "maxPromptBytes", "longest prompt and negative_prompt, in UTF-8 bytes"),
     ("--max-loras", "maxLoras", "most LoRAs in one diffusion request"),
+    ("--max-download-bytes", "maxDownloadBytes", "largest file a source (https://, hf://) may download"),
 ]
 
 
@@ -84,6 +85,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="only load model files that resolve inside DIR (after following `..` and symlinks)",
     )
+    sources = parser.add_argument_group("sources: files given as https:// or hf:// URLs (docs/models-from-urls.md)")
+    sources.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where downloads are kept, in DIR/models (default: $DIFFUSION_SIDECAR_CACHE, else "
+        "$XDG_CACHE_HOME/diffusion-sidecar, else ~/.cache/diffusion-sidecar)",
+    )
+    sources.add_argument(
+        "--offline", action="store_true", help="download nothing: sources come from the caches or fail"
+    )
+    sources.add_argument("--allow-http", action="store_true", help="accept plain http:// sources and redirects")
+    sources.add_argument(
+        "--download-stall-seconds",
+        type=float,
+        default=defaults.downloadStallSeconds,
+        metavar="S",
+        help="a download that receives nothing for S seconds is resumed, 3 times at most in a row "
+        f"(default: {defaults.downloadStallSeconds:g})",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     synth = commands.add_parser(
         "synth-model",
@@ -115,11 +135,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _source_settings(args: argparse.Namespace) -> dict[str, object]:
+    from .sources.settings import default_cache_dir
+
+    cache_dir = os.path.abspath(os.path.expanduser(args.cache_dir)) if args.cache_dir else default_cache_dir(os.environ)
+    return {
+        "cacheDir": str(cache_dir),
+        "offline": args.offline,
+        "allowHttp": args.allow_http,
+        "downloadStallSeconds": args.download_stall_seconds,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.maxRunning < 1:
         parser.error("--max-running must be at least 1")
+    if not args.download_stall_seconds > 0:
+        parser.error("--download-stall-seconds must be more than 0")
     if args.command == "synth-model":
         from .synth.kinds import write
 
@@ -147,7 +181,11 @@ def main(argv: list[str] | None = None) -> None:
 
     from .server import serve
 
-    limits = Limits(**{field: getattr(args, field) for _, field, _ in _LIMIT_FLAGS}, modelsRoot=args.models_root)
+    limits = Limits(
+        **{field: getattr(args, field) for _, field, _ in _LIMIT_FLAGS},
+        modelsRoot=args.models_root,
+        **_source_settings(args),
+    )
     status = anyio.run(serve, args.log_level, limits, args.spare_worker)
     # Exit now: no thread (a pending stdin read, a blocked write to a host that stopped reading)
     # may hold the process open after the last answer.

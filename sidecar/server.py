@@ -50,6 +50,7 @@ async def serve(log_level: str, limits: Limits, spare_worker: bool = True) -> in
         background.start_soon(server.backend.warm)  # collects the probe started before the imports
         background.start_soon(server.backend.recheck, outbox.first_written, server.notify)
         background.start_soon(_once_served, server, server.models.start_spare)
+        background.start_soon(server.run_downloads)
         async with anyio.create_task_group() as requests:
             with anyio.CancelScope() as reading:
                 background.start_soon(_cancel_when_stopping, server, reading)

@@ -4,7 +4,9 @@ there. And `--version`, which both launchers must answer alike.
 
 from __future__ import annotations
 
+import base64
 import filecmp
+import hashlib
 import os
 import subprocess
 import time
@@ -20,6 +22,7 @@ from sidecar import __version__
 from sidecar.backend.frozen import BUNDLED_LIBRARY
 from sidecar.synth.kinds import write
 from tests.harness import RawSidecar, descendant_pids, kill, wait_gone, worker_pids
+from tests.http_server import LoopbackServer, Route, self_signed_certificate
 
 pytestmark = pytest.mark.anyio
 
@@ -175,3 +178,49 @@ def test_the_binary_writes_the_synthetic_model_byte_for_byte(
     assert written.stdout.strip() == str(tmp_path.resolve())
     vae = "vae/diffusion_pytorch_model.safetensors"
     assert filecmp.cmp(tmp_path / vae, cached / vae, shallow=False)
+
+
+async def test_the_binary_downloads_over_https_from_a_hugging_face_endpoint(
+    frozen_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a frozen build can leave out of the download path: httpx and its lazy imports, TLS, idna
+    (host names), the hf:// route with its token and published SHA-256, a redirect to another host."""
+    certificate = self_signed_certificate(tmp_path)
+    body = write("esrgan", tmp_path / "esrgan.safetensors").read_bytes()
+    endpoint, cdn = LoopbackServer(tls=certificate), LoopbackServer(tls=certificate)
+    try:
+        cdn.add("/blob", Route(body=body))
+        endpoint.add(
+            "/org/upscalers/resolve/main/x4/esrgan.safetensors",
+            Route(
+                status=302,
+                location=cdn.url("/blob", host="localhost"),  # another host name, same certificate
+                headers={"X-Linked-Etag": f'"{hashlib.sha256(body).hexdigest()}"'},
+            ),
+        )
+        for name, value in {
+            "SSL_CERT_FILE": str(certificate[0]), "HF_ENDPOINT": endpoint.url(""), "HF_TOKEN": "hf_test",
+            "HF_HOME": str(tmp_path / "hf"),
+        }.items():  # fmt: skip
+            monkeypatch.setenv(name, value)
+        log = tmp_path / "stderr.log"
+        raw = await RawSidecar.start(
+            "--cache-dir", str(tmp_path / "cache"), command=[str(frozen_binary)], stderr_path=log
+        )
+        try:
+            loaded = await raw.call("loadModel", {"modelPath": "hf://org/upscalers/x4/esrgan.safetensors"})
+            assert loaded["result"]["modelFamily"] == "ESRGAN upscaler (x4)", loaded
+            upscaled = await raw.call("upscale", {"modelId": loaded["result"]["modelId"], "image": base64.b64encode(_picture("PNG", 16)).decode()})
+            assert upscaled["result"]["stats"]["width"] == 64
+            phases = [n["phase"] for n in raw.notifications("download/progress", loaded["id"])]
+            assert phases[0] == "checking" and phases[-1] == "done"
+        finally:
+            await raw.stop()
+        (asked,) = endpoint.requests
+        (fetched,) = cdn.requests
+        assert asked.headers["authorization"] == "Bearer hf_test" and "authorization" not in fetched.headers
+        assert fetched.headers["host"].startswith("localhost:")
+        assert "hf_test" not in log.read_text() and "hf_test" not in repr(raw.messages)  # never logged nor echoed
+    finally:
+        endpoint.close()
+        cdn.close()

@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 SIDECAR = Path(__file__).resolve().parent.parent / "sidecar"
-LAYERS = ["rpc", "worker", "backend", "runtime", "inputs", "handlers", ""]  # "": sidecar/*.py, the top
+LAYERS = ["rpc", "worker", "backend", "sources", "runtime", "inputs", "handlers", ""]  # "": sidecar/*.py, the top
 APART = "synth"
 # The command line's subcommands that write synthetic files: `synth-model`, and `selftest`, which
 # upscales with a synthetic ESRGAN unless given one.

@@ -55,7 +55,7 @@ LOAD_CONFIG_CASES = [
     ({"flash_attn": []}, "modelConfig.flash_attn", "Expected `bool`"),
     ({"diffusion_fa": {}}, "modelConfig.diffusion_fa", "Expected `bool`"),
     ({"lora_apply_mode": "later"}, "modelConfig.lora_apply_mode", "Invalid enum value"),
-    ({"vaePath": 5}, "modelConfig.vaePath", "Expected `str`"),
+    ({"vaePath": 5}, "modelConfig.vaePath", "Expected `str | object`"),  # a path or a source
     ({"gpu_layers": 99}, "modelConfig.gpu_layers", "unknown field"),
     ({"device": 0}, "modelConfig.device", "Expected `str`"),
     ({"device": "gpu"}, "modelConfig.device", "one of the devices `initialize` lists: CPU"),
@@ -120,7 +120,7 @@ async def test_model_files_are_checked_before_any_process_starts(
             "modelConfig.t5xxlPath",
             "must name a file, not a folder",
         ),
-        ({"modelPath": 7}, "modelPath", "Expected `str`"),
+        ({"modelPath": 7}, "modelPath", "Expected `str | object`"),
         ({}, "modelPath", "missing required field"),
     ]
     for params, field, rule_part in cases:

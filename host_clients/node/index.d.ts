@@ -26,8 +26,9 @@ export type RequestId = number | string;
 export type ErrorCode =
   | "PARSE_ERROR" | "INVALID_REQUEST" | "METHOD_NOT_FOUND" | "INVALID_PARAMS" | "INTERNAL_ERROR"
   | "MODEL_NOT_LOADED" | "MODEL_LOAD_FAILED" | "WORKER_CRASHED" | "GENERATION_FAILED"
-  | "SHUTTING_DOWN" | "QUEUE_FULL" | "LIMIT_EXCEEDED" | "PATH_NOT_ALLOWED" | "CANCELLED"
-  | "TIMEOUT" | "SIDECAR_EXITED";
+  | "SHUTTING_DOWN" | "QUEUE_FULL" | "LIMIT_EXCEEDED" | "PATH_NOT_ALLOWED" | "DOWNLOAD_FAILED"
+  | "AUTH_REQUIRED" | "CHECKSUM_MISMATCH" | "INSUFFICIENT_DISK" | "OFFLINE_NOT_CACHED"
+  | "DOWNLOAD_STALLED" | "TOO_MANY_REDIRECTS" | "CANCELLED" | "TIMEOUT" | "SIDECAR_EXITED";
 
 // --- diffusion (QVAC's names) --------------------------------------------------------------------
 
@@ -94,7 +95,8 @@ export interface DiffusionClientParams {
 }
 
 export interface LoraSpec {
-  path: string;
+  /** A LoRA file's path, or a source (docs/models-from-urls.md). */
+  path: FileRef;
   /** A1111's prompt-tag weight (-10..10); default 1. */
   weight?: number;
 }
@@ -210,6 +212,8 @@ export interface DiffusionCall {
    * recent wait for a reader that falls behind or never reads.
    */
   previewStream: AsyncGenerator<PreviewImage>;
+  /** `download/progress` of LoRAs given as URLs; ends when the call ends. */
+  downloadStream: AsyncGenerator<DownloadProgress>;
   /** PNG bytes, one per image. */
   outputs: Promise<Uint8Array[]>;
   stats: Promise<DiffusionStats | undefined>;
@@ -243,25 +247,68 @@ export interface ModelConfig {
   /** GiB a compute graph may take on a GPU: larger graphs run in pieces; 0: no limit. */
   max_vram?: number;
   lora_apply_mode?: LoraApplyMode;
-  vaePath?: string;
-  clipLPath?: string;
-  clipGPath?: string;
-  t5xxlPath?: string;
-  llmPath?: string;
+  vaePath?: FileRef;
+  clipLPath?: FileRef;
+  clipGPath?: FileRef;
+  t5xxlPath?: FileRef;
+  llmPath?: FileRef;
   /** A TAESD file for `preview_method: "tae"` (previews only; the final image keeps the VAE). */
-  taesdPath?: string;
+  taesdPath?: FileRef;
   /** An ESRGAN file attached to the model, for `upscale` and the hires fix's `model` upscaler. */
-  upscalerPath?: string;
+  upscalerPath?: FileRef;
   /** A ControlNet (full SD1.x, SD2.x or SDXL UNets only; refused after load on others). */
-  controlNetPath?: string;
+  controlNetPath?: FileRef;
   /** Keep the ControlNet on the CPU when the model runs on a GPU. */
   controlnet_on_cpu?: boolean;
 }
 
+/**
+ * A file to download into the sidecar's cache: `https://...` or `hf://org/repo[@revision]/path`.
+ * Every file field takes a path, a URL string, or this (docs/models-from-urls.md).
+ */
+export interface FileSource {
+  src: string;
+  /** Checked before the file is used; a cached copy with it is used without any request. */
+  sha256?: string;
+  /** Bytes, checked against what the server declares before downloading. */
+  size?: number;
+  /** The name to save it as (its suffix tells the format); default: the URL's last segment. */
+  name?: string;
+  /** Sent to the source's own host only, never to a host it redirects to; never logged. */
+  headers?: Record<string, string>;
+}
+
+/** A local path, or a source: a URL string or a `FileSource`. */
+export type FileRef = string | FileSource;
+
 export interface LoadModelParams {
-  /** A .safetensors, .ckpt or .gguf file, or a diffusers folder. */
-  modelPath: string;
+  /** A .safetensors, .ckpt or .gguf file, or a diffusers folder; or a source. */
+  modelPath: FileRef;
   modelConfig?: ModelConfig;
+}
+
+/** One file of a request's sources (`download/progress`), with the request's totals. */
+export interface DownloadProgress {
+  requestId: RequestId | null;
+  /** `modelPath`, `modelConfig.vaePath`, `lora[0].path`, ... */
+  field: string;
+  /** `model`, `vae`, `clipL`, `clipG`, `t5xxl`, `llm`, `taesd`, `upscaler`, `lora`. */
+  role: string;
+  /** The source as given, without credentials. */
+  src: string;
+  /** `checking`, `downloading`, `verifying`, `cached` or `done` (more may come). */
+  phase: string;
+  bytesDone: number;
+  bytesTotal: number | null;
+  resumedFrom: number;
+  speedBytesPerSecond: number;
+  /** Summed over every file of the request: one bar for a host. */
+  totalBytesDone: number;
+  /** Null while any file's size is unknown. */
+  totalBytes: number | null;
+  filesDone: number;
+  filesTotal: number;
+  elapsedMs: number;
 }
 
 export interface LoadModelProgress {
@@ -273,6 +320,20 @@ export interface LoadModelProgress {
 
 export interface LoadModelOptions extends LoadModelParams {
   onProgress?: (progress: LoadModelProgress) => void;
+  /** Each `download/progress` of the files given as sources. */
+  onDownload?: (progress: DownloadProgress) => void;
+}
+
+/** What `load()` returns at once. */
+export interface LoadCall {
+  requestId: number;
+  /** `download/progress` per file, with the request's totals; ends (never throws) with the call. */
+  downloadStream: AsyncGenerator<DownloadProgress>;
+  /** `loadModel/progress` ticks; ends with the call. */
+  progressStream: AsyncGenerator<LoadModelProgress>;
+  result: Promise<LoadModelResult>;
+  /** Cancels the load; true if it was still pending (it then rejects with `CANCELLED`). */
+  cancel(): Promise<boolean>;
 }
 
 export interface LoadModelResult {
@@ -455,6 +516,16 @@ export interface Limits {
   modelsRoot: string | null;
   maxPromptBytes: number;
   maxLoras: number;
+  /** Largest file a source may download, declared or counted. */
+  maxDownloadBytes: number;
+  /** A download that receives nothing this long is resumed (3 times in a row at most), then fails. */
+  downloadStallSeconds: number;
+  /** Sources come from the caches only. */
+  offline: boolean;
+  /** Whether plain `http://` sources are accepted. */
+  allowHttp: boolean;
+  /** Where downloads are kept (its `models/` subfolder). */
+  cacheDir: string | null;
 }
 
 export interface InitializeResult {
@@ -537,6 +608,8 @@ export declare class Sidecar {
   initialize(params?: InitializeParams): Promise<InitializeResult>;
   /** Resolves to the model's id. */
   loadModel(options: LoadModelOptions): Promise<string>;
+  /** Starts a load: its downloads as a stream, then its result. */
+  load(options: LoadModelOptions): LoadCall;
   /** QVAC's `diffusion()`; `init_image`, `mask_image` and `ref_images` may be bytes. */
   diffusion(params: DiffusionOptions): DiffusionCall;
   /** Upscales an image with an upscaler model: the PNG bytes and stats. Ticks carry the `requestId` to cancel. */

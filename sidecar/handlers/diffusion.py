@@ -102,8 +102,8 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
     hires = await resolve_hires(params, model, ctx.server.limits)
     size = (hires.width, hires.height) if hires else (params.width, params.height)
     repeats = upscale_repeats(params, model, ctx.server.limits, size)
-    loras = await resolve_loras(params.lora, ctx.server.limits.maxLoras, ctx.server.limits.modelsRoot)
-    ctx.active.model_id = model.model_id
+    ctx.active.model_id = model.model_id  # cancellable from here: a LoRA may have to download
+    loras = await resolve_loras(params.lora, ctx.server.limits.maxLoras, ctx.server.limits.modelsRoot, ctx)
     if params.timeoutMs:
         ctx.active.scope.deadline = anyio.current_time() + params.timeoutMs / 1000 - (time.monotonic() - ctx.received_at)
     seed = secrets.randbelow(RANDOM_SEED_RANGE) if params.seed == -1 else params.seed

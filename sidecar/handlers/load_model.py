@@ -18,7 +18,7 @@ from diffusion_sidecar_protocol.types import (
 from ..inputs.control import refuse_unfitting_controlnet
 from ..inputs.devices import check_device, refuse_what_cannot_fit, weights_on_device
 from ..inputs.model_header import refuse_dit_without_text_encoder
-from ..inputs.paths import checked_file
+from ..inputs.file_sources import ROLES, checked_files
 from ..inputs.upscalers import is_esrgan_file
 from ..rpc.errors import SidecarError
 from ..runtime.context import Method, RequestContext
@@ -32,18 +32,23 @@ DEFAULT_LORA_APPLY_MODE = "at_runtime"
 async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResult:
     config = params.modelConfig
     root = ctx.server.limits.modelsRoot
-    model_path = await checked_file("modelPath", params.modelPath, root, allow_folder=True)
-    companions = {
-        name: await checked_file(f"modelConfig.{name}", value, root)
-        for name in COMPANION_FILES
-        if isinstance(value := getattr(config, name), str)
-    }
+    # Checked before any file is downloaded.
+    listed = (await ctx.server.backend.info()).devices
+    device = check_device(config, listed)
+    given = {name: value for name in COMPANION_FILES if (value := getattr(config, name)) is not msgspec.UNSET}
+    local = await checked_files(
+        ctx,
+        {"modelPath": (ROLES["modelPath"], params.modelPath)}
+        | {f"modelConfig.{name}": (ROLES[name], value) for name, value in given.items()},
+        root,
+        folders=("modelPath",),
+    )
+    model_path = local["modelPath"]
+    companions = {name: local[f"modelConfig.{name}"] for name in given}
     # With a separate text encoder, the main file is the standalone diffusion model (QVAC's rule).
     standalone = any(name in companions for name in TEXT_ENCODER_FILES)
     if not standalone:
         await anyio.to_thread.run_sync(refuse_dit_without_text_encoder, "modelPath", model_path)
-    listed = (await ctx.server.backend.info()).devices
-    device = check_device(config, listed)
     load = messages.Load(
         model_path="" if standalone else model_path,
         diffusion_model_path=model_path if standalone else "",

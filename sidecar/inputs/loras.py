@@ -20,9 +20,10 @@ import msgspec
 from diffusion_sidecar_protocol.types import LoraSpec
 
 from ..rpc.errors import invalid_params, limit_exceeded
+from ..runtime.context import RequestContext
 from ..worker import messages
 from ..worker.native_files import open_regular
-from .paths import checked_file
+from .file_sources import checked_files
 
 # A safetensors header longer than this is not a LoRA's (the format itself caps it at 100 MB).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -41,15 +42,17 @@ def requested(lora: str | list[LoraSpec] | msgspec.UnsetType) -> list[tuple[str,
 
 
 async def resolve(
-    lora: str | list[LoraSpec] | msgspec.UnsetType, max_loras: int, root: str | None
+    lora: str | list[LoraSpec] | msgspec.UnsetType, max_loras: int, root: str | None, ctx: RequestContext
 ) -> list[messages.Lora]:
-    """The request's LoRAs, checked like model files; file system work runs off the event loop."""
+    """The request's LoRAs, checked like model files (sources downloaded); file system work runs off
+    the event loop."""
     specs = requested(lora)
     if len(specs) > max_loras:
         raise limit_exceeded("lora", "maxLoras", max_loras, len(specs))
+    paths = await checked_files(ctx, {field: ("lora", spec.path) for field, spec in specs}, root)
     loras: list[messages.Lora] = []
     for field, spec in specs:
-        path = await checked_file(field, spec.path, root)
+        path = paths[field]
         if any(lora.path == path for lora in loras):
             raise invalid_params(field, "names a file already in the list (give it one weight instead)")
         short_hash = await anyio.to_thread.run_sync(_identified, field, path)

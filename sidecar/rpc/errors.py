@@ -22,6 +22,14 @@ ERROR_CODES: dict[str, int] = {
     "QUEUE_FULL": -32006,
     "LIMIT_EXCEEDED": -32007,
     "PATH_NOT_ALLOWED": -32008,
+    # Sources (docs/models-from-urls.md): one code per thing a host would do differently.
+    "DOWNLOAD_FAILED": -32009,
+    "AUTH_REQUIRED": -32010,
+    "CHECKSUM_MISMATCH": -32011,
+    "INSUFFICIENT_DISK": -32012,
+    "OFFLINE_NOT_CACHED": -32013,
+    "DOWNLOAD_STALLED": -32014,
+    "TOO_MANY_REDIRECTS": -32015,
     # LSP's RequestCancelled; a deadline that passed is a cancel too, told apart by data.code.
     "CANCELLED": -32800,
     "TIMEOUT": -32800,

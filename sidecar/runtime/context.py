@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import msgspec
@@ -18,6 +19,9 @@ from ..rpc.transport import Outbox
 from ..worker import messages
 from .models import LoadedModel, ModelManager, elapsed_ms
 from .scheduler import ComputeScheduler
+
+if TYPE_CHECKING:
+    from ..sources.downloads import Downloads
 
 
 @dataclass(eq=False)
@@ -49,6 +53,22 @@ class ServerState:
     active: dict[RequestId | None, ActiveRequest] = field(default_factory=dict)
     stopping: anyio.Event = field(default_factory=anyio.Event)
     """Set once the sidecar is shutting down: no new work, workers are stopped."""
+    downloads_wanted: anyio.Event = field(default_factory=anyio.Event)
+
+    @functools.cached_property
+    def downloads(self) -> Downloads:
+        """Sources' transfers (sidecar/sources), made on first use: a sidecar that is never given a
+        URL never imports that package (about 10 ms at start-up)."""
+        from ..sources.downloads import Downloads
+        from ..sources.settings import Settings
+
+        self.downloads_wanted.set()
+        return Downloads(Settings.from_limits(self.limits))
+
+    async def run_downloads(self) -> None:
+        """Started with the server: runs the downloads' task group once they are first wanted."""
+        await self.downloads_wanted.wait()
+        await self.downloads.run()
 
     def cancel(self, *, request_id: RequestId | None = None, model_id: str | None = None, queued_only: bool = False) -> int:
         """Cancel the matching requests that can be cancelled; return how many were."""

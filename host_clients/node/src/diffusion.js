@@ -4,12 +4,14 @@
 
 /** Previews kept for a reader of `previewStream` that falls behind (or never reads): the oldest go. */
 export const PREVIEW_BUFFER = 8;
+/** Progress notifications (downloads, load ticks) kept for a reader that falls behind: the oldest go. */
+export const PROGRESS_BUFFER = 64;
 
 /**
  * Ticks arrive before, during or after the caller's loop: they wait here until taken. With a
  * `limit`, only the most recent `limit` items wait (previews: a host that never reads holds no more).
  */
-class TickQueue {
+export class TickQueue {
   #ticks = [];
   #ended = false;
   #wake = null;
@@ -93,8 +95,11 @@ function handled(promise) {
 export function diffusionCall(start, cancel) {
   const ticks = new TickQueue();
   const previews = new TickQueue(PREVIEW_BUFFER);
+  const downloads = new TickQueue(PROGRESS_BUFFER);
   const { id, answer } = start((params, method) => {
-    if (method === "diffusion/preview") {
+    if (method === "download/progress") {
+      downloads.push(params);
+    } else if (method === "diffusion/preview") {
       const { image, step, totalSteps, width, height, png } = params;
       previews.push({ image, step, totalSteps, width, height, png: decodeImage(png) });
     } else if (method === "diffusion/progress") {
@@ -105,6 +110,7 @@ export function diffusionCall(start, cancel) {
   const end = () => {
     ticks.end();
     previews.end();
+    downloads.end();
   };
   result.then(end, end);
   return {
@@ -112,6 +118,8 @@ export function diffusionCall(start, cancel) {
     progressStream: ticks.stream(),
     /** `{ image, step, totalSteps, width, height, png }` as previews arrive (with `preview_method`). */
     previewStream: previews.stream(),
+    /** `download/progress` of LoRAs given as URLs. */
+    downloadStream: downloads.stream(),
     outputs: handled(result.then((r) => r.outputs.map(decodeImage))),
     stats: handled(result.then((r) => r.stats)),
     seeds: handled(result.then((r) => r.seeds)),

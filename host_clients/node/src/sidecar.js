@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 
-import { diffusionCall, encodeImages } from "./diffusion.js";
+import { PROGRESS_BUFFER, TickQueue, diffusionCall, encodeImages } from "./diffusion.js";
 import { findSidecar } from "./discovery.js";
 import { ProtocolMismatchError, SidecarError, SidecarExitedError } from "./errors.js";
 import { LineSplitter } from "./lines.js";
@@ -138,10 +138,45 @@ export class Sidecar {
     return this.request("initialize", params);
   }
 
-  /** Loads a model and resolves to its id. `onProgress` gets each `loadModel/progress` tick. */
-  async loadModel({ modelPath, modelConfig = {}, onProgress } = {}) {
-    const result = await this.request("loadModel", { modelPath, modelConfig }, onProgress);
+  /**
+   * Loads a model and resolves to its id. `onProgress` gets each `loadModel/progress` tick,
+   * `onDownload` each `download/progress` of the files given as sources (URLs).
+   */
+  async loadModel({ modelPath, modelConfig = {}, onProgress, onDownload } = {}) {
+    const result = await this.load({ modelPath, modelConfig, onProgress, onDownload }).result;
     return result.modelId;
+  }
+
+  /**
+   * Starts a load: `{ requestId, downloadStream, progressStream, result, cancel }` at once. The
+   * streams end with the call; `result` resolves to the `loadModel` result.
+   */
+  load({ modelPath, modelConfig = {}, onProgress, onDownload } = {}) {
+    const downloads = new TickQueue(PROGRESS_BUFFER);
+    const ticks = new TickQueue(PROGRESS_BUFFER);
+    const { id, answer } = this.#start("loadModel", { modelPath, modelConfig }, (params, method) => {
+      if (method === "download/progress") {
+        downloads.push(params);
+        onDownload?.(params);
+      } else if (method === "loadModel/progress") {
+        ticks.push(params);
+        onProgress?.(params);
+      }
+    });
+    const end = () => {
+      downloads.end();
+      ticks.end();
+    };
+    answer.then(end, end);
+    answer.catch(() => {}); // a caller that reads only a stream must not see an unhandled rejection
+    return {
+      requestId: id,
+      downloadStream: downloads.stream(),
+      progressStream: ticks.stream(),
+      result: answer,
+      /** Resolves to true if the load was still pending (it then rejects with CANCELLED). */
+      cancel: async () => (await this.cancel({ requestId: id })).cancelled > 0,
+    };
   }
 
   /** QVAC's `diffusion()`: `{ progressStream, outputs, stats }` at once (plus `seeds`, `requestId`, `cancel`). */

@@ -18,6 +18,8 @@ const DECLARED = {
   ModelConfig: ["methods/loadModel.params.json", "ModelConfig"],
   LoadModelResult: ["methods/loadModel.result.json", "LoadModelResult"],
   LoadModelProgress: ["notifications/loadModel.progress.json", "LoadModelProgress"],
+  FileSource: ["methods/loadModel.params.json", "FileSource"],
+  DownloadProgress: ["notifications/download.progress.json", "DownloadProgress"],
   UnloadModelParams: ["methods/unloadModel.params.json", "UnloadModelParams"],
   UnloadModelResult: ["methods/unloadModel.result.json", "UnloadModelResult"],
   CancelParams: ["methods/cancel.params.json", "CancelParams"],

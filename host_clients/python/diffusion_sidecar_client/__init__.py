@@ -5,12 +5,24 @@ from diffusion_sidecar_protocol.types import (
     DiffusionPreview,
     DiffusionProgress,
     DiffusionStats,
+    DownloadProgress,
+    FileSource,
     LoadModelProgress,
     UpscaleProgress,
     UpscaleStats,
 )
 
-from .client import DiffusionCall, ImageInput, Preview, ProtocolMismatch, Sidecar, SidecarError, SidecarExited
+from .client import (
+    DiffusionCall,
+    FileInput,
+    ImageInput,
+    LoadCall,
+    Preview,
+    ProtocolMismatch,
+    Sidecar,
+    SidecarError,
+    SidecarExited,
+)
 from .discovery import SidecarNotFound, default_command
 from .sync import SyncSidecar
 
@@ -20,7 +32,11 @@ __all__ = [
     "DiffusionPreview",
     "DiffusionProgress",
     "DiffusionStats",
+    "DownloadProgress",
+    "FileInput",
+    "FileSource",
     "ImageInput",
+    "LoadCall",
     "LoadModelProgress",
     "Preview",
     "ProtocolMismatch",

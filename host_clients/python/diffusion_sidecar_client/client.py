@@ -11,7 +11,7 @@ import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 
 import msgspec
 from diffusion_sidecar_protocol import PROTOCOL_VERSION, __version__
@@ -21,6 +21,8 @@ from diffusion_sidecar_protocol.types import (
     DiffusionProgress,
     DiffusionResult,
     DiffusionStats,
+    DownloadProgress,
+    FileSource,
     InitializeResult,
     ListModelsResult,
     LoadModelProgress,
@@ -36,6 +38,12 @@ from .discovery import default_command
 LINE_LIMIT = 1 << 30
 PREVIEW_BUFFER = 8
 """Previews kept for a reader of `preview_stream` that falls behind (or never reads): the oldest go."""
+PROGRESS_BUFFER = 64
+"""`download/progress` and `loadModel/progress` notifications kept for a reader that falls behind (or
+never reads): the oldest go, the last ones (each file's `done` or `cached`) always stay."""
+FileInput = str | FileSource | Mapping[str, Any]
+"""A file param: a local path, a URL (`https://`, `hf://org/repo[@revision]/path`), or a source with
+its checks (`FileSource`, or the same as a dict: `{"src", "sha256", "size", "name", "headers"}`)."""
 IMAGE_PARAMS = ("init_image", "mask_image", "control_image")
 """`diffusion` params that carry an image file."""
 IMAGE_LIST_PARAMS = ("ref_images",)
@@ -61,6 +69,8 @@ def _encoded(key: str, value: Any) -> Any:
         return [encode_image(image) for image in value]
     return value
 
+
+T = TypeVar("T")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -175,26 +185,26 @@ class Preview:
         return cls(p.image, p.step, p.totalSteps, p.width, p.height, base64.b64decode(p.png))
 
 
-class _RecentPreviews:
-    """The most recent previews, PREVIEW_BUFFER at most, until the call ends; read in order."""
+class _Recent(Generic[T]):
+    """The most recent items (previews, progress), `limit` at most, until the call ends; read in order."""
 
-    def __init__(self) -> None:
-        self._previews: deque[Preview] = deque(maxlen=PREVIEW_BUFFER)
+    def __init__(self, limit: int = PREVIEW_BUFFER) -> None:
+        self._items: deque[T] = deque(maxlen=limit)
         self._ended = False
         self._arrived = asyncio.Event()
 
-    def push(self, preview: Preview) -> None:
-        self._previews.append(preview)
+    def push(self, item: T) -> None:
+        self._items.append(item)
         self._arrived.set()
 
     def end(self) -> None:
         self._ended = True
         self._arrived.set()
 
-    async def stream(self) -> AsyncIterator[Preview]:
+    async def stream(self) -> AsyncIterator[T]:
         while True:
-            while self._previews:
-                yield self._previews.popleft()
+            while self._items:
+                yield self._items.popleft()
             if self._ended:
                 return
             self._arrived.clear()
@@ -210,14 +220,16 @@ class DiffusionCall:
         request_id: int,
         answer: asyncio.Future[DiffusionResult],
         ticks: asyncio.Queue[DiffusionProgress | None],
-        previews: _RecentPreviews | None = None,
+        previews: _Recent[Preview] | None = None,
+        downloads: _Recent[DownloadProgress] | None = None,
     ) -> None:
         self._sidecar = sidecar
         self.request_id = request_id
         """The JSON-RPC id of this generation, which `cancel` names."""
         self._answer = answer
         self._ticks = ticks
-        self._previews = previews or _RecentPreviews()
+        self._previews = previews or _Recent()
+        self._downloads = downloads or _Recent(PROGRESS_BUFFER)
         loop = asyncio.get_running_loop()
         self.outputs: asyncio.Future[list[bytes]] = loop.create_future()
         self.stats: asyncio.Future[DiffusionStats] = loop.create_future()
@@ -242,6 +254,7 @@ class DiffusionCall:
             self.sampling.set_result((result.sampling_method, result.scheduler))
         self._ticks.put_nowait(None)
         self._previews.end()
+        self._downloads.end()
 
     async def cancel(self) -> bool:
         """Cancel this generation; True if it was still pending. Its outputs then raise CANCELLED."""
@@ -257,10 +270,62 @@ class DiffusionCall:
         self._ticks.put_nowait(None)  # a second iteration ends at once too
 
     @property
+    def download_stream(self) -> AsyncIterator[DownloadProgress]:
+        """`download/progress` of the request's LoRAs given as URLs, ending with the call."""
+        return self._downloads.stream()
+
+    @property
     def preview_stream(self) -> AsyncIterator[Preview]:
         """Previews as they come (with `preview_method`), ending with the call. Only the
         PREVIEW_BUFFER most recent wait for a slow reader; a call never read holds no more."""
         return self._previews.stream()
+
+
+class LoadCall:
+    """What `load()` returns at once: the downloads of its sources as they go, then the model.
+
+    `await call` (or `await call.result`) gives the `LoadModelResult`.
+    """
+
+    def __init__(
+        self,
+        sidecar: Sidecar,
+        request_id: int,
+        answer: asyncio.Future[LoadModelResult],
+        downloads: _Recent[DownloadProgress],
+        ticks: _Recent[LoadModelProgress],
+    ) -> None:
+        self._sidecar = sidecar
+        self.request_id = request_id
+        """The JSON-RPC id of this load, which `cancel` names."""
+        self.result = answer
+        self._downloads, self._ticks = downloads, ticks
+
+        def ended(_: asyncio.Future[LoadModelResult]) -> None:
+            downloads.end()
+            ticks.end()
+
+        answer.add_done_callback(ended)
+
+    @property
+    def download_stream(self) -> AsyncIterator[DownloadProgress]:
+        """`download/progress` per file as it comes (each with the request's totals: one bar for
+        all files), ending with the call; a reader that falls behind loses the oldest, never a
+        file's last one (`done` or `cached`) unless PROGRESS_BUFFER newer ones followed it."""
+        return self._downloads.stream()
+
+    @property
+    def progress_stream(self) -> AsyncIterator[LoadModelProgress]:
+        """`loadModel/progress` (tensors loaded) as it comes, ending with the call."""
+        return self._ticks.stream()
+
+    async def cancel(self) -> bool:
+        """Cancel this load (its downloads stop once no other load wants them, keeping what was
+        downloaded for a resume); True if it was still pending."""
+        return await self._sidecar.cancel(request_id=self.request_id) > 0
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self.result.__await__()
 
 
 class Sidecar:
@@ -404,25 +469,62 @@ class Sidecar:
 
     async def load_model(
         self,
-        model_path: str,
+        model_path: FileInput,
         model_config: Mapping[str, Any] | None = None,
         on_progress: Callable[[LoadModelProgress], None] | None = None,
+        on_download: Callable[[DownloadProgress], None] | None = None,
     ) -> str:
-        """Load a model and return its id."""
-        return (await self.load_model_result(model_path, model_config, on_progress)).modelId
+        """Load a model and return its id. Any file (`model_path`, the companion files in
+        `model_config`) may be a source (see `FileInput`); `on_download` gets its progress."""
+        return (await self.load_model_result(model_path, model_config, on_progress, on_download)).modelId
 
     async def load_model_result(
         self,
-        model_path: str,
+        model_path: FileInput,
         model_config: Mapping[str, Any] | None = None,
         on_progress: Callable[[LoadModelProgress], None] | None = None,
+        on_download: Callable[[DownloadProgress], None] | None = None,
     ) -> LoadModelResult:
-        def notified(_method: str, params: msgspec.Raw) -> None:
-            if on_progress is not None:
-                on_progress(msgspec.json.decode(params, type=LoadModelProgress))
+        return await self.load(model_path, model_config, on_progress=on_progress, on_download=on_download)
+
+    def load(
+        self,
+        model_path: FileInput,
+        model_config: Mapping[str, Any] | None = None,
+        *,
+        on_progress: Callable[[LoadModelProgress], None] | None = None,
+        on_download: Callable[[DownloadProgress], None] | None = None,
+    ) -> LoadCall:
+        """Start a load; the call streams its downloads (`download_stream`) and gives the result."""
+        downloads: _Recent[DownloadProgress] = _Recent(PROGRESS_BUFFER)
+        ticks: _Recent[LoadModelProgress] = _Recent(PROGRESS_BUFFER)
+
+        def notified(method: str, raw: msgspec.Raw) -> None:
+            if method == "download/progress":
+                download = msgspec.json.decode(raw, type=DownloadProgress)
+                downloads.push(download)
+                if on_download is not None:
+                    on_download(download)
+            elif method == "loadModel/progress":
+                tick = msgspec.json.decode(raw, type=LoadModelProgress)
+                ticks.push(tick)
+                if on_progress is not None:
+                    on_progress(tick)
 
         params = {"modelPath": model_path, "modelConfig": dict(model_config or {})}
-        return msgspec.json.decode(await self.request("loadModel", params, notified), type=LoadModelResult)
+        request_id = next(self._ids)
+        loop = asyncio.get_running_loop()
+        try:
+            call = self._send_now(request_id, "loadModel", params, notified)
+        except SidecarExited as exited:
+            failed: asyncio.Future[LoadModelResult] = loop.create_future()
+            failed.set_exception(exited)
+            return LoadCall(self, request_id, failed, downloads, ticks)
+
+        async def answer() -> LoadModelResult:
+            return msgspec.json.decode(await self._answer(request_id, call), type=LoadModelResult)
+
+        return LoadCall(self, request_id, loop.create_task(answer()), downloads, ticks)
 
     def diffusion(self, **params: Any) -> DiffusionCall:
         """Start a generation; takes the seed's `DiffusionClientParams` as keyword arguments.
@@ -431,11 +533,14 @@ class Sidecar:
         """
         params = {key: _encoded(key, value) for key, value in params.items()}
         ticks: asyncio.Queue[DiffusionProgress | None] = asyncio.Queue()
-        previews = _RecentPreviews()
+        previews: _Recent[Preview] = _Recent()
+        downloads: _Recent[DownloadProgress] = _Recent(PROGRESS_BUFFER)
 
         def notified(method: str, raw: msgspec.Raw) -> None:
             if method == "diffusion/preview":
                 previews.push(Preview.decode(raw))
+            elif method == "download/progress":
+                downloads.push(msgspec.json.decode(raw, type=DownloadProgress))
             elif method == "diffusion/progress":
                 ticks.put_nowait(msgspec.json.decode(raw, type=DiffusionProgress))
 
@@ -446,12 +551,12 @@ class Sidecar:
         except SidecarExited as exited:
             failed: asyncio.Future[DiffusionResult] = loop.create_future()
             failed.set_exception(exited)
-            return DiffusionCall(self, request_id, failed, ticks, previews)
+            return DiffusionCall(self, request_id, failed, ticks, previews, downloads)
 
         async def answer() -> DiffusionResult:
             return msgspec.json.decode(await self._answer(request_id, call), type=DiffusionResult)
 
-        return DiffusionCall(self, request_id, loop.create_task(answer()), ticks, previews)
+        return DiffusionCall(self, request_id, loop.create_task(answer()), ticks, previews, downloads)
 
     async def upscale(
         self,

@@ -10,12 +10,13 @@ from typing import Any, TypeVar
 from diffusion_sidecar_protocol.types import (
     DiffusionProgress,
     DiffusionStats,
+    DownloadProgress,
     ListModelsResult,
     UpscaleProgress,
     UpscaleStats,
 )
 
-from .client import ImageInput, Preview, Sidecar
+from .client import FileInput, ImageInput, Preview, Sidecar
 
 T = TypeVar("T")
 
@@ -32,8 +33,14 @@ class SyncSidecar:
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    def load_model(self, model_path: str, model_config: Mapping[str, Any] | None = None) -> str:
-        return self._run(self._sidecar.load_model(model_path, model_config))
+    def load_model(
+        self,
+        model_path: FileInput,
+        model_config: Mapping[str, Any] | None = None,
+        on_download: Callable[[DownloadProgress], None] | None = None,
+    ) -> str:
+        """Load a model; `on_download` is called (in the client's thread) for each `download/progress`."""
+        return self._run(self._sidecar.load_model(model_path, model_config, on_download=on_download))
 
     def diffusion(
         self,

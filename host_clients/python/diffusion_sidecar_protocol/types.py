@@ -152,6 +152,17 @@ class Limits(Struct, kw_only=True):
     whatever the script, where characters would let CJK or emoji text cost several times more."""
     maxLoras: int = 8
     """LoRAs in one `diffusion` request."""
+    maxDownloadBytes: int = 64 * 1024**3
+    """Largest file a source (an `https://` or `hf://` URL) may download, declared or counted."""
+    downloadStallSeconds: float = 30.0
+    """A download that receives no byte for this long is retried from where it stopped (3 times
+    without progress at most), then fails with DOWNLOAD_STALLED."""
+    offline: bool = False
+    """Sources are served from the cache only (and from the Hugging Face cache); nothing is downloaded."""
+    allowHttp: bool = False
+    """Whether plain `http://` sources (and redirects to http) are accepted; otherwise https only."""
+    cacheDir: str | None = None
+    """The folder downloads are kept in (its `models/` subfolder); null: the default."""
 
 
 class InitializeResult(Struct, kw_only=True):
@@ -167,6 +178,31 @@ class InitializeResult(Struct, kw_only=True):
 
 
 # --- loadModel ---------------------------------------------------------------------------------
+
+Sha256 = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$")]
+
+
+class FileSource(Params):
+    """A file to download into the sidecar's cache (docs/models-from-urls.md), wherever a file is taken."""
+
+    src: str
+    """`https://...`, or `hf://org/repo[@revision]/path/in/repo` (Hugging Face); `http://` only when
+    the sidecar runs with `--allow-http`. A plain string in a file field is the same as `{src}`."""
+    sha256: Sha256 | UnsetType = UNSET
+    """The file's SHA-256 (hex): checked before the download is used; a cached copy with it is used
+    without any request. Omitted: the one Hugging Face publishes, if any."""
+    size: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    """The file's size in bytes, checked against what the server declares before downloading."""
+    name: Annotated[str, Meta(min_length=1, max_length=255)] | UnsetType = UNSET
+    """The name to save it as (its suffix tells the format); omitted: the URL's last path segment."""
+    headers: dict[str, str] | UnsetType = UNSET
+    """Sent with the request to the source's own host only, never to a host it redirects to
+    (e.g. `{"Authorization": "Bearer ..."}`); never logged nor echoed in errors."""
+
+
+FileRef = str | FileSource
+"""A local path, or a source: a URL string or a `FileSource`."""
+
 
 
 class ModelConfig(Params):
@@ -193,18 +229,18 @@ class ModelConfig(Params):
     """GiB a compute graph may take on a GPU: larger graphs run in pieces (slower, but they fit);
     native default 0: no limit."""
     lora_apply_mode: LoraApplyMode | UnsetType = UNSET
-    vaePath: str | UnsetType = UNSET
-    clipLPath: str | UnsetType = UNSET
-    clipGPath: str | UnsetType = UNSET
-    t5xxlPath: str | UnsetType = UNSET
-    llmPath: str | UnsetType = UNSET
-    taesdPath: str | UnsetType = UNSET
+    vaePath: FileRef | UnsetType = UNSET
+    clipLPath: FileRef | UnsetType = UNSET
+    clipGPath: FileRef | UnsetType = UNSET
+    t5xxlPath: FileRef | UnsetType = UNSET
+    llmPath: FileRef | UnsetType = UNSET
+    taesdPath: FileRef | UnsetType = UNSET
     """A TAESD file (tiny autoencoder) for `preview_method: "tae"`; used for previews only, the
     final image still comes from the model's VAE. Without it, `tae` previews are refused."""
-    upscalerPath: str | UnsetType = UNSET
+    upscalerPath: FileRef | UnsetType = UNSET
     """An ESRGAN upscaler file (RealESRGAN/BasicSR RRDBNet) attached to this model: `diffusion`'s
     `upscale` and the hires fix's `model` upscaler use it."""
-    controlNetPath: str | UnsetType = UNSET
+    controlNetPath: FileRef | UnsetType = UNSET
     """A ControlNet for this model (`diffusion`'s `control_image` then steers it). It must fit the
     UNet: full SD1.x, SD2.x or SDXL ones; refused after the load on other families (the library
     would abort at the first step), the worker ended."""
@@ -219,9 +255,10 @@ TEXT_ENCODER_FILES = ("clipLPath", "clipGPath", "t5xxlPath", "llmPath")
 
 
 class LoadModelParams(Params):
-    modelPath: str
+    modelPath: FileRef
     """A single .safetensors, .ckpt or .gguf file, or a diffusers folder. An ESRGAN upscaler file
-    on its own loads an upscaler model, for the `upscale` method."""
+    on its own loads an upscaler model, for the `upscale` method. Any file field (this one, the
+    companion files, LoRAs) also takes a source: an `https://` or `hf://` URL, or a `FileSource`."""
     modelConfig: ModelConfig = msgspec.field(default_factory=ModelConfig)
 
 
@@ -252,14 +289,51 @@ class LoadModelProgress(Struct, kw_only=True):
     elapsedMs: float
 
 
+class DownloadProgress(Struct, kw_only=True):
+    """Notification `download/progress`: one file of a request's sources, with the request's totals.
+
+    About 10 per second per file at most while it downloads, one at each change of phase, and
+    always a last one (`done`, or `cached` when nothing was downloaded).
+    """
+
+    requestId: RequestId | None
+    field: str
+    """The request's field that named the file: `modelPath`, `modelConfig.vaePath`, `lora[0].path`."""
+    role: str
+    """What the file is: `model`, `vae`, `clipL`, `clipG`, `t5xxl`, `llm`, `taesd`, `upscaler`, `lora`."""
+    src: str
+    """The source as given (credentials in the URL left out)."""
+    phase: str
+    """`checking` (the cache, the server), `downloading`, `verifying` (SHA-256, size), `cached`
+    (used from a cache, nothing downloaded) or `done`; a string, later versions may add phases."""
+    bytesDone: int
+    """Bytes of this file on disk so far (resumed ones included)."""
+    bytesTotal: int | None
+    """The file's size; null while the server has not said it (or never does)."""
+    resumedFrom: int
+    """Bytes a previous, interrupted download had left (0: this one started from the beginning)."""
+    speedBytesPerSecond: float
+    """Over the last second or so; 0 outside `downloading`."""
+    totalBytesDone: int
+    """`bytesDone` summed over every file of the request."""
+    totalBytes: int | None
+    """`bytesTotal` summed over every file of the request; null while any of them is unknown."""
+    filesDone: int
+    """Files of the request that are ready (`done` or `cached`)."""
+    filesTotal: int
+    """Files of the request that are sources."""
+    elapsedMs: float
+    """Since the request arrived."""
+
+
 # --- diffusion ---------------------------------------------------------------------------------
 
 
 class LoraSpec(Params):
     """One LoRA of a `diffusion` request."""
 
-    path: str
-    """A LoRA file (kohya, peft, LoHa or LoKr layout): .safetensors, .ckpt, .pt, .pth or .gguf."""
+    path: FileRef
+    """A LoRA file (kohya, peft, LoHa or LoKr layout): .safetensors, .ckpt, .pt, .pth or .gguf; or a source."""
     weight: LoraWeight = 1.0
     """A1111's prompt-tag weight, stable-diffusion.cpp's multiplier; negative weights invert it."""
 
@@ -608,6 +682,7 @@ class BackendChanged(Struct, kw_only=True):
 
 NOTIFICATIONS: dict[str, type[Struct]] = {
     "backend/changed": BackendChanged,
+    "download/progress": DownloadProgress,
     "loadModel/progress": LoadModelProgress,
     "diffusion/progress": DiffusionProgress,
     "diffusion/preview": DiffusionPreview,
