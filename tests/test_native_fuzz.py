@@ -48,6 +48,10 @@ def _generates(sidecar: SyncSidecar, model_id: str, params: dict) -> None:
         outputs, stats = sidecar.diffusion(modelId=model_id, **params)
     except SidecarError as error:
         expected = ("INVALID_PARAMS", "scheduler") if refused else ("GENERATION_FAILED", None)
+        # A NUL would cut the C string the library reads: refused up front (docs/security.md).
+        nul = next((field for field in ("prompt", "negative_prompt") if "\x00" in params.get(field, "")), None)
+        if nul is not None:
+            expected = ("INVALID_PARAMS", nul)
         assert (error.data_code, error.data.get("field")) == expected, (params, error.data)
         return
     assert not refused, params

@@ -191,9 +191,9 @@ async def test_python_client_preview_stream(synthetic_model: str, synthetic_taes
 
 
 async def test_a_preview_stream_never_read_holds_only_the_most_recent() -> None:
-    from diffusion_sidecar_client.client import PREVIEW_BUFFER, Preview, _RecentPreviews
+    from diffusion_sidecar_client.client import PREVIEW_BUFFER, Preview, _Recent
 
-    previews = _RecentPreviews()
+    previews: _Recent[Preview] = _Recent()
     for step in range(1, 101):
         previews.push(Preview(0, step, 100, 8, 8, b""))
     previews.end()
