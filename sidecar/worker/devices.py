@@ -14,6 +14,7 @@ native library itself.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
@@ -44,6 +45,7 @@ def environment(device: str | None) -> dict[str, str]:
     return {DEVICE_VARIABLE: device.removeprefix(VULKAN_PREFIX)}
 
 
+@functools.cache  # declared once per process: the probe and every load list devices
 def _library() -> ctypes.CDLL:
     import stable_diffusion_cpp.stable_diffusion_cpp as sd
 
