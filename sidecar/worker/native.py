@@ -173,6 +173,7 @@ class NativeModel:
         if self._log.no_text_encoder:
             # Such a context loads, then segfaults in the sampler: refuse it while that is cheap.
             sd.free_sd_ctx(self._ctx)
+            self._ctx = None
             raise NativeError(
                 "this model has no text encoder: give its text encoder(s) in modelConfig "
                 "(clipLPath and/or t5xxlPath for FLUX)"
@@ -187,17 +188,26 @@ class NativeModel:
             NativeUpscaler(load.upscaler_path, load.n_threads, self._log, self._progress) if load.upscaler_path else None
         )
 
+    @property
+    def context(self) -> int:
+        """The native context, for a call that needs one. The library dereferences a NULL context
+        without a check (the binding's own `model is None` test misses it), killing the process:
+        every call goes through here instead."""
+        if not self._ctx:
+            raise NativeError("this worker has no loaded model (its load failed or it was freed)")
+        return self._ctx
+
     def resolve_sampling(self, sampling_method: str | None, scheduler: str | None) -> tuple[int, int]:
         """The method and scheduler a generation will use: the caller's, else the model's defaults."""
         method = (
             _from_name["sample_method"](sampling_method.encode())
             if sampling_method
-            else sd.sd_get_default_sample_method(self._ctx)
+            else sd.sd_get_default_sample_method(self.context)
         )
         schedule = (
             _from_name["scheduler"](scheduler.encode())
             if scheduler
-            else sd.sd_get_default_scheduler(self._ctx, method)
+            else sd.sd_get_default_scheduler(self.context, method)
         )
         return method, schedule
 
@@ -241,7 +251,7 @@ class NativeModel:
             else hires.TwoPassSteps(on_step, job.steps, job.hires.sampling_steps)
         )
         try:
-            images = sd.generate_image(self._ctx, ctypes.byref(params))
+            images = sd.generate_image(self.context, ctypes.byref(params))
         finally:
             self._progress.listener = None
         del pointed_at
