@@ -16,6 +16,7 @@ from diffusion_sidecar_protocol.types import (
 )
 
 from ..inputs.devices import check_device, refuse_what_cannot_fit, weights_on_device
+from ..inputs import model_hash
 from ..inputs.model_header import refuse_dit_without_text_encoder
 from ..inputs.paths import checked_file
 from ..inputs.upscalers import is_esrgan_file
@@ -90,7 +91,11 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
             max=limit,
         )
     ctx.active.model_id = models.model_id(load_key)  # so that `cancel` and shutdown can end the load
-    model, already_loaded = await models.load(load_key, load, settings, on_progress)
+    async with anyio.create_task_group() as hashing:  # the hash is read while the model loads
+        if config.hash is not False and (load.model_path or load.diffusion_model_path):
+            hashing.start_soon(model_hash.fill_in, settings, model_path)
+        model, already_loaded = await models.load(load_key, load, settings, on_progress)
+    model.settings.model_hash = settings.model_hash
     return LoadModelResult(
         modelId=model.model_id,
         modelLoadMs=model.load_ms,
@@ -99,6 +104,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         sizeMultiple=model.size_multiple,
         upscaleFactor=model.upscale_factor,
         device=model.device,
+        weightTypes=model.weight_types,
     )
 
 

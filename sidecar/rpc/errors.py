@@ -22,6 +22,7 @@ ERROR_CODES: dict[str, int] = {
     "QUEUE_FULL": -32006,
     "LIMIT_EXCEEDED": -32007,
     "PATH_NOT_ALLOWED": -32008,
+    "CONVERT_FAILED": -32010,
     # LSP's RequestCancelled; a deadline that passed is a cancel too, told apart by data.code.
     "CANCELLED": -32800,
     "TIMEOUT": -32800,

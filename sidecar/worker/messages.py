@@ -114,6 +114,8 @@ class Generate(Struct, tag=True):
     upscale_repeats: int = 0
     """Runs of the attached upscaler on each image after generation; 0: none."""
     hires: Hires | None = None
+    model_hash: str | None = None
+    """A1111's short hash of the model file, for the PNG; None: not hashed."""
 
 
 class Upscale(Struct, tag=True):
@@ -124,6 +126,15 @@ class Upscale(Struct, tag=True):
     height: int
     repeats: int
 
+
+class Convert(Struct, tag=True):
+    """Write `input_path` (with `vae_path`, if any) as `output_path` at `weight_type` (ggml's name)."""
+
+    input_path: str
+    vae_path: str
+    output_path: str
+    weight_type: str
+    tensor_type_rules: str
 
 
 # --- worker -> front ---------------------------------------------------------------------------
@@ -140,6 +151,8 @@ class Loaded(Struct, tag=True):
     upscale_factor: int = 0
     device: str = "CPU"
     """The device the model runs on (`initialize`'s names)."""
+    weight_types: dict[str, int] = {}
+    """Tensors per weight type, as the library counted them in the model's files."""
 
 
 class Tick(Struct, tag=True):
@@ -187,6 +200,17 @@ class Generated(Struct, tag=True):
     """Sampling steps run, summed over the batch."""
 
 
+class ConvertTick(Struct, tag=True):
+    phase: str
+    """`read` (tensors read and converted), then `write`."""
+    done: int
+    total: int
+
+
+class Converted(Struct, tag=True):
+    pass
+
+
 class Failed(Struct, tag=True):
     """The request could not be done; the worker itself is fine."""
 
@@ -215,9 +239,12 @@ class ProbeResult(Struct, tag=True):
     warnings: list[str]
 
 
-ToWorker = Load | Generate | Upscale
-FromWorker = LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
-FINAL = (Loaded, Generated, Upscaled, Failed, ProbeResult)
+ToWorker = Load | Generate | Upscale | Convert
+FromWorker = (
+    LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
+    | ConvertTick | Converted
+)
+FINAL = (Loaded, Generated, Upscaled, Failed, ProbeResult, Converted)
 """Messages that end a request; everything else is an event on the way."""
 
 HEADER = struct.Struct(">I")
