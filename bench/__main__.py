@@ -1,7 +1,8 @@
 """`make bench`: run every benchmark (or those named), print one table, write the raw figures.
 
 Run: .venv/bin/python -m bench [ITEM ...]   (items: overhead throughput ready progress output
-memory threads cancel contention previews img2img portable responsiveness lora upscale cache gpu). Figures
+memory threads cancel contention previews img2img portable responsiveness lora upscale cache gpu
+formats). Figures
 go to bench/results/latest.json, one top-level key per item; a run of some items keeps the others'
 figures from earlier runs, each stamped with when it ran.
 """
@@ -23,6 +24,7 @@ from . import (
     cache,
     cancel,
     contention,
+    formats,
     gpu,
     img2img,
     lora,
@@ -60,6 +62,7 @@ ITEMS = {
         upscale,
         cache,
         gpu,
+        formats,
     )
 }
 LATEST = Path(__file__).resolve().parent / "results" / "latest.json"
