@@ -14,9 +14,10 @@ from diffusion_sidecar_client import Sidecar
 from PIL import Image
 from sd_parsers import ParserManager
 
-from sidecar.inputs import model_hash
+from sidecar.inputs import model_hash as hashing
 from sidecar.synth.sd1 import load_manifest
 from sidecar.synth.sd1_single import tensors
+from tests.harness import model_hash
 
 pytestmark = pytest.mark.anyio
 
@@ -68,14 +69,6 @@ async def test_a_picture_from_the_single_file_is_the_folders_byte_for_byte(
     assert _pixels(from_file) == _pixels(from_folder)
 
 
-def _sha256_prefix(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()[:10]
-
-
 def _parameters(png: bytes) -> str:
     return Image.open(BytesIO(png)).text["parameters"]
 
@@ -85,11 +78,11 @@ async def test_pngs_carry_a1111s_model_hash_of_the_file_and_the_files_stem(
 ) -> None:
     (png,) = await sidecar.diffusion(modelId=single_model.modelId, **SMALL).outputs
     settings = _parameters(png).splitlines()[-1]
-    assert f"Model hash: {_sha256_prefix(synthetic_sd1_single)}, Model: synthetic-sd1" in settings
+    assert f"Model hash: {model_hash(synthetic_sd1_single)}, Model: synthetic-sd1" in settings
     # sd-parsers, which A1111-style tools use, reads both back.
     info = ParserManager().parse(Image.open(BytesIO(png)))
     (model,) = info.models
-    assert (model.name, model.hash) == ("synthetic-sd1", _sha256_prefix(synthetic_sd1_single))
+    assert (model.name, model.hash) == ("synthetic-sd1", model_hash(synthetic_sd1_single))
 
 
 async def test_a_folders_hash_is_its_unets_and_hashing_can_be_turned_off(
@@ -97,7 +90,7 @@ async def test_a_folders_hash_is_its_unets_and_hashing_can_be_turned_off(
 ) -> None:
     (png,) = await sidecar.diffusion(modelId=folder_model.modelId, **SMALL).outputs
     unet = Path(synthetic_model) / "unet" / "diffusion_pytorch_model.safetensors"
-    assert f"Model hash: {_sha256_prefix(unet)}, Model: {Path(synthetic_model).name}" in _parameters(png)
+    assert f"Model hash: {model_hash(unet)}, Model: {Path(synthetic_model).name}" in _parameters(png)
     unhashed = await sidecar.load_model(synthetic_model, {"hash": False})
     (png,) = await sidecar.diffusion(modelId=unhashed, **SMALL).outputs
     assert "Model hash" not in _parameters(png) and f"Model: {Path(synthetic_model).name}" in _parameters(png)
@@ -108,8 +101,8 @@ def test_the_hash_is_read_once_per_file_version(tmp_path: Path) -> None:
     path = tmp_path / "m.safetensors"
     path.write_bytes(b"first version")
     reads: list[str] = []
-    first = model_hash._hash_of(str(path), lambda: reads.append("chunk"))
+    first = hashing._hash_of(str(path), lambda: reads.append("chunk"))
     assert first == hashlib.sha256(b"first version").hexdigest()[:10] and reads == ["chunk"]
-    assert model_hash._hash_of(str(path), lambda: reads.append("chunk")) == first and reads == ["chunk"]
+    assert hashing._hash_of(str(path), lambda: reads.append("chunk")) == first and reads == ["chunk"]
     path.write_bytes(b"second version, longer")
-    assert model_hash._hash_of(str(path)) == hashlib.sha256(b"second version, longer").hexdigest()[:10]
+    assert hashing._hash_of(str(path)) == hashlib.sha256(b"second version, longer").hexdigest()[:10]

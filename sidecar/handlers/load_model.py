@@ -91,10 +91,9 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
             max=limit,
         )
     ctx.active.model_id = models.model_id(load_key)  # so that `cancel` and shutdown can end the load
-    async with anyio.create_task_group() as hashing:  # the hash is read while the model loads
-        if config.hash is not False and (load.model_path or load.diffusion_model_path):
-            hashing.start_soon(model_hash.fill_in, settings, model_path)
-        model, already_loaded = await models.load(load_key, load, settings, on_progress)
+    hashed = config.hash is not False and (load.model_path or load.diffusion_model_path)
+    loading = models.load(load_key, load, settings, on_progress)
+    model, already_loaded = await model_hash.while_loading(settings, model_path if hashed else None, loading)
     model.settings.model_hash = settings.model_hash
     return LoadModelResult(
         modelId=model.model_id,

@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from pathlib import Path
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
 
+from ..rpc.errors import SidecarError
 from ..runtime.models import ModelSettings
 from .paths import DIFFUSERS_UNET
 
+T = TypeVar("T")
 LENGTH = 10  # A1111's `model_hash`: sha256, first 10 digits
 CHUNK = 4 << 20
 
@@ -37,10 +40,30 @@ def hashed_file(model_path: str) -> str:
     return str(Path(model_path) / DIFFUSERS_UNET) if os.path.isdir(model_path) else model_path
 
 
-async def fill_in(settings: ModelSettings, model_path: str) -> None:
-    """Set `settings.model_hash`, off the event loop; a cancelled load stops the hashing too."""
-    path = hashed_file(model_path)
-    settings.model_hash = await anyio.to_thread.run_sync(_hash_of, path, anyio.from_thread.check_cancelled)
+async def while_loading(settings: ModelSettings, model_path: str | None, loading: Awaitable[T]) -> T:
+    """Await `loading` while the model's hash is read into `settings` (nothing read when `model_path`
+    is None). A load that fails or is cancelled stops the hashing, and ends with its own error."""
+    failure: SidecarError | None = None
+    async with anyio.create_task_group() as group:
+        if model_path is not None:
+            group.start_soon(_fill_in, settings, model_path)
+        try:
+            result = await loading
+        except SidecarError as error:  # raised here, not from the group: it would wrap it
+            failure = error
+            group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return result
+
+
+async def _fill_in(settings: ModelSettings, model_path: str) -> None:
+    try:
+        settings.model_hash = await anyio.to_thread.run_sync(
+            _hash_of, hashed_file(model_path), anyio.from_thread.check_cancelled
+        )
+    except OSError:  # unreadable now: the PNG goes without a hash rather than the load failing
+        settings.model_hash = None
 
 
 # By file identity (path, size, modification time): a host loads the same files again and again
