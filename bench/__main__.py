@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python -m bench [ITEM ...]   (items: overhead throughput ready progress output
 memory threads cancel contention previews img2img portable responsiveness lora upscale cache gpu
-downloads). Figures go to bench/results/latest.json, one top-level key per item; a run of some items keeps the others'
-figures from earlier runs, each stamped with when it ran.
+downloads formats). Figures go to bench/results/latest.json, one top-level key per item; a run of some
+items keeps the others' figures from earlier runs, each stamped with when it ran.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from . import (
     cancel,
     contention,
     downloads,
+    formats,
     gpu,
     img2img,
     lora,
@@ -62,6 +63,7 @@ ITEMS = {
         cache,
         gpu,
         downloads,
+        formats,
     )
 }
 LATEST = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -28,7 +28,8 @@ export type ErrorCode =
   | "MODEL_NOT_LOADED" | "MODEL_LOAD_FAILED" | "WORKER_CRASHED" | "GENERATION_FAILED"
   | "SHUTTING_DOWN" | "QUEUE_FULL" | "LIMIT_EXCEEDED" | "PATH_NOT_ALLOWED" | "DOWNLOAD_FAILED"
   | "AUTH_REQUIRED" | "CHECKSUM_MISMATCH" | "INSUFFICIENT_DISK" | "OFFLINE_NOT_CACHED"
-  | "DOWNLOAD_STALLED" | "TOO_MANY_REDIRECTS" | "CANCELLED" | "TIMEOUT" | "SIDECAR_EXITED";
+  | "DOWNLOAD_STALLED" | "TOO_MANY_REDIRECTS" | "CONVERT_FAILED"
+  | "CANCELLED" | "TIMEOUT" | "SIDECAR_EXITED";
 
 // --- diffusion (QVAC's names) --------------------------------------------------------------------
 
@@ -260,6 +261,8 @@ export interface ModelConfig {
   controlNetPath?: FileRef;
   /** Keep the ControlNet on the CPU when the model runs on a GPU. */
   controlnet_on_cpu?: boolean;
+  /** Hash the model file for the PNGs' `Model hash` (default true); false skips it for very large files. */
+  hash?: boolean;
 }
 
 /**
@@ -347,6 +350,8 @@ export interface LoadModelResult {
   upscaleFactor: number;
   /** The device the model runs on (a name from `initialize`'s `backend.devices`). */
   device: string;
+  /** Tensors per weight type (`f16`, `q8_0`, ...) in the model's files. */
+  weightTypes: Record<string, number>;
 }
 
 // --- upscale -------------------------------------------------------------------------------------
@@ -377,6 +382,44 @@ export interface UpscaleStats {
   height: number;
   inputWidth: number;
   inputHeight: number;
+}
+
+// --- convert -------------------------------------------------------------------------------------
+
+/** Write a model at another weight type (GGUF; safetensors for float types), in a worker. */
+export interface ConvertParams {
+  /** A .safetensors, .ckpt or .gguf file, or a diffusers folder. */
+  modelPath: string;
+  /** `.gguf`, or `.safetensors` for f32/f16/bf16; written under a temporary name, then renamed. */
+  outputPath: string;
+  type: WeightType;
+  /** A VAE to include (under `vae.`). */
+  vaePath?: string;
+  /** `pattern=type` pairs, comma-separated; the first pattern found in a tensor's name decides. */
+  tensorTypeRules?: string;
+  /** Replace `outputPath` when it exists (otherwise refused). */
+  overwrite?: boolean;
+  timeoutMs?: number;
+}
+
+/** Tensors read so far (`phase` "read"), then one tick as writing starts ("write"). */
+export interface ConvertProgress {
+  requestId: RequestId | null;
+  phase: string;
+  done: number;
+  total: number;
+  elapsedMs: number;
+}
+
+export interface ConvertResult {
+  outputPath: string;
+  outputBytes: number;
+  tensors: number;
+  /** Tensors per weight type in the file written. */
+  weightTypes: Record<string, number>;
+  /** Tensors left at another type than `type`, by why: shape, bias, scale, embedding, rule, other. */
+  unquantized: Record<string, number>;
+  convertMs: number;
 }
 
 /** The `upscale` result as the protocol carries it; `upscale()` decodes the PNG. */
@@ -423,6 +466,8 @@ export interface ListedModel {
   /** null while loading. */
   modelFamily: string | null;
   sizeMultiple: number | null;
+  /** Tensors per weight type; null while loading. */
+  weightTypes: Record<string, number> | null;
   running: number;
   queued: number;
   /** Its requests in arrival order, each with its place on the compute device. */

@@ -124,6 +124,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         vae_tiling=model.settings.vae_tiling if params.vae_tiling is msgspec.UNSET else params.vae_tiling,
         cache_preset=params.cache_preset or None,
         model_name=model.settings.name,
+        model_hash=model.settings.model_hash,
         preview_method=params.preview_method or None,
         preview_interval=params.preview_interval,
         preview_noisy=params.preview_noisy,

@@ -125,6 +125,8 @@ class Generate(Struct, tag=True):
     """Runs of the attached upscaler on each image after generation; 0: none."""
     hires: Hires | None = None
     control: Control | None = None
+    model_hash: str | None = None
+    """A1111's short hash of the model file, for the PNG; None: not hashed."""
 
 
 class Control(Struct):
@@ -147,6 +149,16 @@ class Upscale(Struct, tag=True):
     repeats: int
 
 
+class Convert(Struct, tag=True):
+    """Write `input_path` (with `vae_path`, if any) as `output_path` at `weight_type` (ggml's name)."""
+
+    input_path: str
+    vae_path: str
+    output_path: str
+    weight_type: str
+    tensor_type_rules: str
+    models_root: str | None = None
+
 
 # --- worker -> front ---------------------------------------------------------------------------
 
@@ -162,6 +174,8 @@ class Loaded(Struct, tag=True):
     upscale_factor: int = 0
     device: str = "CPU"
     """The device the model runs on (`initialize`'s names)."""
+    weight_types: dict[str, int] = {}
+    """Tensors per weight type, as the library counted them in the model's files."""
 
 
 class Tick(Struct, tag=True):
@@ -209,6 +223,17 @@ class Generated(Struct, tag=True):
     """Sampling steps run, summed over the batch."""
 
 
+class ConvertTick(Struct, tag=True):
+    phase: str
+    """`read` (tensors read and converted), then `write`."""
+    done: int
+    total: int
+
+
+class Converted(Struct, tag=True):
+    pass
+
+
 class Failed(Struct, tag=True):
     """The request could not be done; the worker itself is fine."""
 
@@ -247,9 +272,12 @@ class ProbeResult(Struct, tag=True):
     warnings: list[str]
 
 
-ToWorker = Load | Generate | Upscale
-FromWorker = LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
-FINAL = (Loaded, Generated, Upscaled, Failed, ProbeResult)
+ToWorker = Load | Generate | Upscale | Convert
+FromWorker = (
+    LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
+    | ConvertTick | Converted
+)
+FINAL = (Loaded, Generated, Upscaled, Failed, ProbeResult, Converted)
 """Messages that end a request; everything else is an event on the way."""
 
 HEADER = struct.Struct(">I")

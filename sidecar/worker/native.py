@@ -59,6 +59,17 @@ CACHE_THRESHOLDS = {
 }
 
 
+# The library's count of the model's tensors per weight type, logged once per load (its totals line;
+# per-component lines follow it under other names).
+WEIGHT_TYPE_STAT = "Weight type stat:"
+
+
+def _type_counts(text: str) -> dict[str, int]:
+    """`  f16: 700  |    q8_0: 102` -> {"f16": 700, "q8_0": 102}."""
+    pairs = (part.split(":") for part in text.split("|") if ":" in part)
+    return {name.strip(): int(count) for name, count in pairs}
+
+
 class NativeError(Exception):
     """The native library refused; the message is what it logged as errors."""
 
@@ -70,6 +81,7 @@ class _NativeLog:
         self.level = level
         self.errors: deque[str] = deque(maxlen=8)
         self.family = ""
+        self.weight_types: dict[str, int] = {}
         self.no_text_encoder = False
         self.cpu_fallback = False
         """The library logged that no device it picked started, and ran the model on the CPU."""
@@ -87,6 +99,8 @@ class _NativeLog:
             self.errors.append(message)
         if " - Version: " in line:  # the only place the library names the detected architecture
             self.family = line.split(" - Version: ", 1)[1].strip()
+        if message.startswith(WEIGHT_TYPE_STAT):  # tensors per weight type, as the files hold them
+            self.weight_types = _type_counts(message[len(WEIGHT_TYPE_STAT) :])
         if "No text encoders provided" in line:
             self.no_text_encoder = True
         if "loading CPU backend" in line:  # src/util.cpp: what it logs after a device failed to init
@@ -173,11 +187,13 @@ class NativeModel:
         if self._log.no_text_encoder:
             # Such a context loads, then segfaults in the sampler: refuse it while that is cheap.
             sd.free_sd_ctx(self._ctx)
+            self._ctx = None
             raise NativeError(
                 "this model has no text encoder: give its text encoder(s) in modelConfig "
                 "(clipLPath and/or t5xxlPath for FLUX)"
             )
         self.family = self._log.family or "unknown"
+        self.weight_types = self._log.weight_types
         self.device = devices.chosen(self._log.cpu_fallback)
         self.is_unet = families.is_unet(self.family)
         self._cache_mode = sd.SDCacheMode.SD_CACHE_UCACHE if self.is_unet else sd.SDCacheMode.SD_CACHE_EASYCACHE
@@ -187,17 +203,26 @@ class NativeModel:
             NativeUpscaler(load.upscaler_path, load.n_threads, self._log, self._progress) if load.upscaler_path else None
         )
 
+    @property
+    def context(self) -> int:
+        """The native context, for a call that needs one. The library dereferences a NULL context
+        without a check (the binding's own `model is None` test misses it), killing the process:
+        every call goes through here instead."""
+        if not self._ctx:
+            raise NativeError("this worker has no loaded model (its load failed or it was freed)")
+        return self._ctx
+
     def resolve_sampling(self, sampling_method: str | None, scheduler: str | None) -> tuple[int, int]:
         """The method and scheduler a generation will use: the caller's, else the model's defaults."""
         method = (
             _from_name["sample_method"](sampling_method.encode())
             if sampling_method
-            else sd.sd_get_default_sample_method(self._ctx)
+            else sd.sd_get_default_sample_method(self.context)
         )
         schedule = (
             _from_name["scheduler"](scheduler.encode())
             if scheduler
-            else sd.sd_get_default_scheduler(self._ctx, method)
+            else sd.sd_get_default_scheduler(self.context, method)
         )
         return method, schedule
 
@@ -241,7 +266,7 @@ class NativeModel:
             else hires.TwoPassSteps(on_step, job.steps, job.hires.sampling_steps)
         )
         try:
-            images = sd.generate_image(self._ctx, ctypes.byref(params))
+            images = sd.generate_image(self.context, ctypes.byref(params))
         finally:
             self._progress.listener = None
         del pointed_at
@@ -261,9 +286,19 @@ class NativeModel:
             _free_image_data(ctypes.cast(images, ctypes.c_void_p))
 
 
+def hooks(log_level: str) -> tuple[_NativeLog, _Progress]:
+    """The process-global log and progress hooks, for native work without a model context."""
+    return _NativeLog(LOG_LEVELS[log_level]), _Progress()
+
+
+def weight_type(name: str) -> int:
+    """`sd_type_t` by ggml's name for it (`q8_0`)."""
+    return _from_name["wtype"](name.encode())
+
+
 def load_upscaler(load: messages.Load, log_level: str) -> NativeUpscaler:
     """An upscaler model: an ESRGAN file loaded on its own."""
-    return NativeUpscaler(load.upscaler_path, load.n_threads, _NativeLog(LOG_LEVELS[log_level]), _Progress())
+    return NativeUpscaler(load.upscaler_path, load.n_threads, *hooks(log_level))
 
 
 class _SamplingSteps:

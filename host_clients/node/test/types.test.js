@@ -41,6 +41,9 @@ const DECLARED = {
   UpscaleResult: ["methods/upscale.result.json", "UpscaleResult"],
   UpscaleStats: ["methods/upscale.result.json", "UpscaleStats"],
   UpscaleProgress: ["notifications/upscale.progress.json", "UpscaleProgress"],
+  ConvertParams: ["methods/convert.params.json", "ConvertParams"],
+  ConvertResult: ["methods/convert.result.json", "ConvertResult"],
+  ConvertProgress: ["notifications/convert.progress.json", "ConvertProgress"],
 };
 // The client sends these itself and exposes no type for them: `shutdown` and `exit` take no
 // params, and cancelling goes through `cancel()`, not the LSP notification.

@@ -246,6 +246,9 @@ class ModelConfig(Params):
     would abort at the first step), the worker ended."""
     controlnet_on_cpu: bool | UnsetType = UNSET
     """Keep the ControlNet on the CPU when the model runs on a GPU (no effect on the CPU)."""
+    hash: bool | UnsetType = UNSET
+    """Hash the model file for the PNGs' `Model hash` (A1111's: SHA-256, first 10 digits), once per
+    file version, while the model loads; default true. `false` skips reading a very large file twice."""
 
 
 COMPANION_FILES = (
@@ -278,6 +281,9 @@ class LoadModelResult(Struct, kw_only=True):
     device: str = "CPU"
     """The device the model runs on (a name from `initialize`'s `backend.devices`). Text encoder and
     VAE run there too unless `clip_on_cpu` / `vae_on_cpu` keep them on the CPU."""
+    weightTypes: dict[str, int] = {}
+    """Tensors per weight type (`f16`, `q8_0`, ...), as the library counts them in the model's files.
+    With `modelConfig.type` the library converts what it can at load, on top of these."""
 
 
 class LoadModelProgress(Struct, kw_only=True):
@@ -655,6 +661,8 @@ class ListedModel(Struct, kw_only=True):
     """The detected architecture; null while loading."""
     sizeMultiple: int | None
     """`width` and `height` must be multiples of this; null while loading."""
+    weightTypes: dict[str, int] | None = None
+    """Tensors per weight type, as in `loadModel`'s result; null while loading."""
     running: int
     """`diffusion` requests running on it now (0 or 1)."""
     queued: int
@@ -680,6 +688,60 @@ class BackendChanged(Struct, kw_only=True):
     backend: BackendInfo
 
 
+# --- convert -----------------------------------------------------------------------------------
+
+
+class ConvertParams(Params):
+    """Write a model at another weight type (GGUF, or safetensors for float types), as sd-cli's
+    `-M convert` does, in a worker process."""
+
+    modelPath: str
+    """The model to convert: a .safetensors, .ckpt or .gguf file, or a diffusers folder (written as
+    one file). A standalone diffusion model or text encoder is converted on its own and loaded with
+    its companions as before."""
+    outputPath: str
+    """The file to write: `.gguf`, or `.safetensors` (float types only). Its folder must exist; it is
+    written under a temporary name beside it and renamed once complete."""
+    type: WeightType
+    """Weight type of the tensors the library can convert; the others keep their stored type."""
+    vaePath: str | UnsetType = UNSET
+    """A VAE file to include, as `loadModel`'s `modelConfig.vaePath` would add it (its tensors are
+    written under `vae.`)."""
+    tensorTypeRules: Annotated[str, Meta(max_length=4096)] | UnsetType = UNSET
+    """Types per tensor name: `pattern=type` pairs separated by commas (`^vae\\.=f16,model\\.=q8_0`);
+    the first pattern found in a name decides, `type` does for the rest."""
+    overwrite: bool = False
+    """Replace `outputPath` when it exists (otherwise the request is refused)."""
+    timeoutMs: Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)] | UnsetType = UNSET
+    """A deadline from the request's arrival; past it the request is cancelled (`data.code` TIMEOUT)."""
+
+
+class ConvertProgress(Struct, kw_only=True):
+    """Notification `convert/progress`: tensors read and converted so far (`phase` `read`), then one
+    tick as the file starts being written (`phase` `write`)."""
+
+    requestId: RequestId | None
+    phase: str
+    done: int
+    total: int
+    elapsedMs: float
+
+
+class ConvertResult(Struct, kw_only=True):
+    outputPath: str
+    """The file written (absolute)."""
+    outputBytes: int
+    tensors: int
+    weightTypes: dict[str, int]
+    """Tensors per weight type in the file written."""
+    unquantized: dict[str, int]
+    """Tensors left at another type than `type`, by why: `shape` (innermost dimension not a whole
+    number of the type's blocks: every 3x3 conv), `bias`, `scale`, `embedding` (embeddings and the
+    input/output layers the library keeps by name), `rule` (`tensorTypeRules`), `other`."""
+    convertMs: float
+    """From the start of the native conversion to the file under its name (queue wait excluded)."""
+
+
 NOTIFICATIONS: dict[str, type[Struct]] = {
     "backend/changed": BackendChanged,
     "download/progress": DownloadProgress,
@@ -687,5 +749,6 @@ NOTIFICATIONS: dict[str, type[Struct]] = {
     "diffusion/progress": DiffusionProgress,
     "diffusion/preview": DiffusionPreview,
     "upscale/progress": UpscaleProgress,
+    "convert/progress": ConvertProgress,
 }
 """Notifications the sidecar sends, by method name."""
