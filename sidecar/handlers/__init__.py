@@ -14,11 +14,12 @@ from . import (
     shutdown,
     unload_model,
     upscale,
+    video,
 )
 
 METHODS: dict[str, Method] = {
     module.method.name: module.method
     for module in (
-        initialize, load_model, diffusion, upscale, cancel, cancel_request, unload_model, shutdown, exit, list_models
+        initialize, load_model, diffusion, upscale, video, cancel, cancel_request, unload_model, shutdown, exit, list_models
     )
 }

@@ -120,6 +120,8 @@ class LoadedModel:
     """Scale of the model's upscaler (attached, or the model itself); 0: none."""
     device: str = "CPU"
     """The device its worker runs it on."""
+    video_model: str = ""
+    """A video model's own name ("Wan2.1-VACE-1.3B"); empty for image models."""
 
     @property
     def is_upscaler(self) -> bool:
@@ -260,6 +262,7 @@ class ModelManager:
             model.on_crash = self._crashed
             model.upscale_factor = reply.upscale_factor
             model.device = reply.device
+            model.video_model = reply.video_model
             self._models[model_id] = model
             self._unloaded.pop(model_id, None)
             self._task_group.start_soon(self._watch, model, worker)
