@@ -95,13 +95,11 @@ async def test_the_same_seed_makes_the_same_clip_and_another_seed_another(sideca
 
 
 async def test_image_to_video_reads_the_init_image(sidecar: Sidecar, wan: str, seed_1) -> None:
-    """Same seed, so only the image differs: two images give two clips, and neither is the clip
-    made without one (VACE reads the init image as its reference)."""
-    first, _ = await clip(sidecar, wan, seed=1, init_image=image_file(1))
-    second, _ = await clip(sidecar, wan, seed=1, init_image=image_file(2))
-    assert "Init image: yes" in Image.open(io.BytesIO(first.frames[0])).text["parameters"]
-    clips = [tuple(map(pixels, made.frames)) for made in (first, second, seed_1[0])]
-    assert len(set(clips)) == 3
+    """Same seed, so only the image differs from the clip made without one (VACE reads the init
+    image as its reference)."""
+    made, _ = await clip(sidecar, wan, seed=1, init_image=image_file(1))
+    assert "Init image: yes" in Image.open(io.BytesIO(made.frames[0])).text["parameters"]
+    assert not set(map(pixels, made.frames)) & set(map(pixels, seed_1[0].frames))
 
 
 @pytest.mark.parametrize(

@@ -788,5 +788,7 @@ NOTIFICATIONS: dict[str, type[Struct]] = {
     "diffusion/progress": DiffusionProgress,
     "diffusion/preview": DiffusionPreview,
     "upscale/progress": UpscaleProgress,
+    "video/progress": VideoProgress,
+    "video/preview": VideoPreview,
 }
 """Notifications the sidecar sends, by method name."""
