@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python -m bench [ITEM ...]   (items: overhead throughput ready progress output
 memory threads cancel contention previews img2img portable responsiveness lora upscale cache gpu
-downloads formats). Figures go to bench/results/latest.json, one top-level key per item; a run of some
+downloads formats video). Figures go to bench/results/latest.json, one top-level key per item; a run of some
 items keeps the others' figures from earlier runs, each stamped with when it ran.
 """
 
@@ -39,6 +39,7 @@ from . import (
     threads,
     throughput,
     upscale,
+    video,
 )
 from .common import NOISE_NOTE, Row, synthetic_model
 
@@ -64,6 +65,7 @@ ITEMS = {
         gpu,
         downloads,
         formats,
+        video,
     )
 }
 LATEST = Path(__file__).resolve().parent / "results" / "latest.json"

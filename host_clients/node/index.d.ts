@@ -437,6 +437,91 @@ export interface UpscaleOptions {
   onProgress?: (progress: UpscaleProgress) => void;
 }
 
+// --- video ---------------------------------------------------------------------------------------
+
+/** A clip from a video model (Wan); `diffusion`'s names where they mean the same. */
+export interface VideoParams {
+  modelId: string;
+  prompt: string;
+  negative_prompt?: string;
+  width?: number;
+  height?: number;
+  /** 4n+1 frames, at most `limits.maxVideoFrames`. */
+  video_frames?: number;
+  /** Frame rate written into the animated file. */
+  fps?: number;
+  steps?: number;
+  cfg_scale?: number;
+  flow_shift?: number;
+  sampling_method?: SamplingMethod;
+  scheduler?: Scheduler;
+  seed?: number;
+  /** Image-to-video: the start image (models that read one). */
+  init_image?: string;
+  /** The last frame to reach (Wan I2V and FLF2V models). */
+  end_image?: string;
+  vae_tiling?: boolean;
+  timeoutMs?: number;
+  preview_method?: PreviewMethod;
+  preview_interval?: number;
+}
+
+/** `video/progress`: a tick as each phase starts and one per sampling step. */
+export interface VideoProgress {
+  requestId: RequestId | null;
+  step: number;
+  totalSteps: number;
+  elapsedMs: number;
+  frames: number;
+  /** "encode" | "sample" | "decode" today; later versions may add phases. */
+  phase: string;
+}
+
+/** `video/preview`: the clip's first frame as it forms. */
+export interface VideoPreview {
+  requestId: RequestId | null;
+  step: number;
+  totalSteps: number;
+  width: number;
+  height: number;
+  png: string;
+}
+
+export interface VideoStats {
+  modelLoadMs: number;
+  generationMs: number;
+  conditionerMs: number;
+  denoiseMs: number;
+  vaeMs: number;
+  postProcessMs: number;
+  stepsPerSecond: number;
+  /** Frames made per second of generation (not the clip's fps). */
+  framesPerSecond: number;
+  frames: number;
+  width: number;
+  height: number;
+  seed: number;
+}
+
+/** The `video` result as the protocol carries it; `video()` decodes the files. */
+export interface VideoResult {
+  frames: string[];
+  animation: string;
+  animationFormat: "webp";
+  fps: number;
+  seed: number;
+  stats: VideoStats;
+  sampling_method: string;
+  scheduler: string;
+}
+
+export interface VideoOptions extends Omit<VideoParams, "init_image" | "end_image"> {
+  init_image?: ImageInput;
+  end_image?: ImageInput;
+  onProgress?: (progress: VideoProgress) => void;
+  onPreview?: (preview: VideoPreview) => void;
+}
+
 export interface UnloadModelParams {
   modelId: string;
 }
@@ -571,6 +656,10 @@ export interface Limits {
   allowHttp: boolean;
   /** Where downloads are kept (its `models/` subfolder). */
   cacheDir: string | null;
+  /** Most `video_frames` in one `video` request. */
+  maxVideoFrames: number;
+  /** Largest `width * height * video_frames` of one clip. */
+  maxVideoPixels: number;
 }
 
 export interface InitializeResult {
@@ -659,6 +748,8 @@ export declare class Sidecar {
   diffusion(params: DiffusionOptions): DiffusionCall;
   /** Upscales an image with an upscaler model: the PNG bytes and stats. Ticks carry the `requestId` to cancel. */
   upscale(options: UpscaleOptions): Promise<{ output: Uint8Array; stats: UpscaleStats }>;
+  /** A clip: each frame's PNG bytes, the animated WebP's bytes, and the rest of the result. */
+  video(options: VideoOptions): Promise<{ frames: Uint8Array[]; animation: Uint8Array; result: VideoResult }>;
   cancel(target: { requestId: RequestId } | { modelId: string }): Promise<CancelResult>;
   unloadModel(params: UnloadModelParams): Promise<void>;
   listModels(): Promise<ListModelsResult>;

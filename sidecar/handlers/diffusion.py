@@ -51,6 +51,9 @@ def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits
     """What depends on the model: the sizes it can make, the room left in its queue."""
     if model.is_upscaler:
         raise invalid_params("modelId", f"names an upscaler model ({model.family}); it takes `upscale`, not `diffusion`")
+    if model.video_model:
+        # As the library itself has it (`sd_ctx_supports_image_generation`): a still is a clip's job.
+        raise invalid_params("modelId", f"names a video model ({model.video_model}); it takes `video`, not `diffusion`")
     for field in ("width", "height"):
         if getattr(params, field) % model.size_multiple:
             raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")

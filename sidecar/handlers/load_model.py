@@ -49,7 +49,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
     # With a separate text encoder, the main file is the standalone diffusion model (QVAC's rule).
     standalone = any(name in companions for name in TEXT_ENCODER_FILES)
     if not standalone:
-        await anyio.to_thread.run_sync(refuse_dit_without_text_encoder, "modelPath", model_path)
+        standalone = await anyio.to_thread.run_sync(refuse_dit_without_text_encoder, "modelPath", model_path)
     load = messages.Load(
         model_path="" if standalone else model_path,
         diffusion_model_path=model_path if standalone else "",

@@ -53,17 +53,24 @@ def safetensors_names(path: str) -> list[str] | None:
     return [name for name in header if name != "__metadata__"] if isinstance(header, dict) else None
 
 
-def refuse_dit_without_text_encoder(field: str, path: str) -> None:
-    """Raise INVALID_PARAMS naming `field` when `path` is a DiT with no text encoder inside.
+# Wan alone of the DiTs generates without a text encoder: it conditions on zeros (the prompt is ignored).
+ALONE_DIT_MARKERS = ("blocks.0.cross_attn.norm_k.",)
+
+
+def refuse_dit_without_text_encoder(field: str, path: str) -> bool:
+    """Raise INVALID_PARAMS naming `field` when `path` is a DiT with no text encoder inside; True
+    when it is a DiT that goes without one (Wan), to be loaded as a standalone diffusion model.
 
     Blocking file reads: call it off the event loop.
     """
     names = safetensors_names(path)
     if not names:
-        return
+        return False
     marker = next((m for m in DIT_MARKERS if any(m in name for name in names)), None)
     if marker is None or any(name.startswith(TEXT_ENCODER_PREFIXES) for name in names):
-        return
+        return False
+    if marker in ALONE_DIT_MARKERS:
+        return True
     raise invalid_params(
         field,
         "a DiT diffusion model without a text encoder needs one beside it: modelConfig.clipLPath, "

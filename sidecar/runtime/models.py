@@ -124,6 +124,8 @@ class LoadedModel:
     """The device its worker runs it on."""
     weight_types: dict[str, int] = field(default_factory=dict)
     """Its tensors per weight type, as stored in its files."""
+    video_model: str = ""
+    """A video model's own name ("Wan2.1-VACE-1.3B"); empty for image models."""
 
     @property
     def is_upscaler(self) -> bool:
@@ -270,6 +272,7 @@ class ModelManager:
             model.upscale_factor = reply.upscale_factor
             model.device = reply.device
             model.weight_types = reply.weight_types
+            model.video_model = reply.video_model
             self._models[model_id] = model
             self._unloaded.pop(model_id, None)
             self._task_group.start_soon(self._watch, model, worker)

@@ -74,6 +74,7 @@ def run(log_level: str) -> None:
     from .convert import convert
     from .generate import generate
     from .upscale import upscale
+    from .video import generate_video
 
     model: native.NativeModel | native.NativeUpscaler | None = None
     files: native_files.Generations | None = None
@@ -104,6 +105,8 @@ def run(log_level: str) -> None:
                     upscale(model, request, pipe.send)
                 elif isinstance(request, messages.Generate) and isinstance(model, native.NativeModel):
                     generate(model, request, pipe.send, files)
+                elif isinstance(request, messages.Video) and isinstance(model, native.NativeModel):
+                    generate_video(model, request, pipe.send)
                 else:
                     pipe.send(messages.Failed(f"this model cannot take a {type(request).__name__} request"))
             except native.NativeError as error:
@@ -122,5 +125,5 @@ def _load(request: messages.Load, log_level: str, pipe: _Pipe) -> object:
         return upscaler
     model = native.NativeModel(request, log_level, lambda done, total: pipe.send(messages.LoadProgress(done, total)))
     factor = model.upscaler.factor if model.upscaler else 0
-    pipe.send(messages.Loaded(model.family, model.size_multiple, factor, model.device, model.weight_types))
+    pipe.send(messages.Loaded(model.family, model.size_multiple, factor, model.device, model.weight_types, model.video_model))
     return model

@@ -140,6 +140,36 @@ class Control(Struct):
     """The ControlNet file's stem (FLUX Control: the model's own)."""
 
 
+class Video(Struct, tag=True):
+    """Generate one clip (`generate_video`)."""
+
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    frames: int
+    fps: int
+    steps: int
+    cfg_scale: float
+    flow_shift: float | None
+    sampling_method: str | None
+    scheduler: str | None
+    seed: int
+    vae_tiling: bool
+    model_name: str
+    init_image: Pixels | None = None
+    """RGB at exactly width x height."""
+    end_image: Pixels | None = None
+    preview_method: str | None = None
+    preview_interval: int = 1
+    preview_noisy: bool = False
+
+    @property
+    def hires(self) -> None:
+        """A clip has no hires pass (previews read this as they do of an image's job)."""
+        return None
+
+
 class Upscale(Struct, tag=True):
     """Upscale one RGB image with an upscaler model."""
 
@@ -176,6 +206,8 @@ class Loaded(Struct, tag=True):
     """The device the model runs on (`initialize`'s names)."""
     weight_types: dict[str, int] = {}
     """Tensors per weight type, as the library counted them in the model's files."""
+    video_model: str = ""
+    """A video model's own name as the library logs it ("Wan2.1-VACE-1.3B"); empty for image models."""
 
 
 class Tick(Struct, tag=True):
@@ -234,6 +266,19 @@ class Converted(Struct, tag=True):
     pass
 
 
+class Clip(Struct, tag=True):
+    """A finished `Video`: every frame as PNG and the clip as one animated file."""
+
+    frames: list[bytes]
+    animation: bytes
+    width: int
+    height: int
+    sampling_method: str
+    scheduler: str
+    phase_ms: dict[str, float]
+    sampling_steps: int
+
+
 class Failed(Struct, tag=True):
     """The request could not be done; the worker itself is fine."""
 
@@ -272,12 +317,12 @@ class ProbeResult(Struct, tag=True):
     warnings: list[str]
 
 
-ToWorker = Load | Generate | Upscale | Convert
+ToWorker = Load | Generate | Upscale | Convert | Video
 FromWorker = (
-    LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
+    LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Clip | Failed | ProbeResult
     | ConvertTick | Converted
 )
-FINAL = (Loaded, Generated, Upscaled, Failed, ProbeResult, Converted)
+FINAL = (Loaded, Generated, Upscaled, Clip, Failed, ProbeResult, Converted)
 """Messages that end a request; everything else is an event on the way."""
 
 HEADER = struct.Struct(">I")
