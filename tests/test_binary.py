@@ -178,6 +178,8 @@ async def test_every_capability_runs_in_the_binary(
         (picture,) = await sidecar.diffusion(modelId=single, **small).outputs
         assert "Model hash: " in Image.open(BytesIO(picture)).text["parameters"]
         await sidecar.unload_model(single)
+        with pytest.raises(SidecarError, match="takes `diffusion`, not `video`"):
+            await sidecar.video(sd1, "a lighthouse", width=64, height=64)
         assert {model.modelId for model in (await sidecar.list_models()).models} == {sd1, upscaler, flux}
 
 
