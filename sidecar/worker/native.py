@@ -291,7 +291,6 @@ class NativeModel:
             _free_image_data(ctypes.cast(image.data, ctypes.c_void_p))
             _free_image_data(ctypes.cast(images, ctypes.c_void_p))
 
-
     def generate_video(
         self, job: messages.Video, method: int, schedule: int, on_step: Callable[[int, int], None]
     ) -> list[RawImage]:
