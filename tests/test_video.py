@@ -14,7 +14,7 @@ import io
 from pathlib import Path
 
 import pytest
-from diffusion_sidecar_client import Sidecar, SidecarError, VideoClip, VideoProgress
+from diffusion_sidecar_client import Sidecar, SidecarError, SyncSidecar, VideoClip, VideoProgress
 from PIL import Image
 
 from sidecar.synth import wan as synth_wan
@@ -120,6 +120,22 @@ async def test_what_the_clip_cannot_be_is_refused_before_any_native_work(
     with pytest.raises(SidecarError) as refused:
         await sidecar.video(wan, **{**CLIP, **params}, on_progress=ticks.append)
     assert (refused.value.data_code, refused.value.data["field"]) == (code, field)
+    assert ticks == []
+
+
+def test_the_sync_client_passes_video_through_and_raises_what_the_sidecar_refuses(python_command: list[str]) -> None:
+    """SyncSidecar.video on refusals alone: no Wan is loaded (a success would need a second 13 s
+    load, the sync client being a sidecar of its own). The frame count is checked before the model
+    is looked up, so the first refusal names `video_frames` even with no model; the second shows the
+    model id reached the sidecar."""
+    ticks: list[VideoProgress] = []
+    with SyncSidecar(python_command) as sidecar:
+        with pytest.raises(SidecarError) as frames:
+            sidecar.video("no-such-model", **{**CLIP, "video_frames": 4}, on_progress=ticks.append)
+        with pytest.raises(SidecarError) as model:
+            sidecar.video("no-such-model", **CLIP, on_progress=ticks.append)
+    assert (frames.value.data_code, frames.value.data["field"]) == ("INVALID_PARAMS", "video_frames")
+    assert (model.value.data_code, model.value.data["modelId"]) == ("MODEL_NOT_LOADED", "no-such-model")
     assert ticks == []
 
 
