@@ -118,7 +118,13 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     synth.add_argument("--kind", choices=list(KINDS), default=DEFAULT_KIND, help=f"default: {DEFAULT_KIND}")
-    synth.add_argument("directory", metavar="PATH", help="where to write it (folders are created if needed)")
+    synth.add_argument(
+        "directory",
+        metavar="PATH",
+        nargs="?",
+        help="where to write it (folders are created if needed); without it: the cache place the tests share "
+        "($DIFFUSION_SIDECAR_CACHE, else ~/.cache/diffusion-sidecar), reused when already written",
+    )
     selftest = commands.add_parser(
         "selftest",
         help="upscale a small picture on the native backend and print which CPU code ran it (JSON)",
@@ -159,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "synth-model":
         from .synth.kinds import write
 
+        if args.directory is None and KINDS[args.kind].cache is None:
+            parser.error(f"synth-model --kind {args.kind} needs PATH (it has no cache place)")
         # Not the serving path: this command's stdout is the written path, for scripts to read.
         print(write(args.kind, args.directory))
         return

@@ -65,6 +65,19 @@ def test_synth_model_command_prints_the_model_path(synthetic_model: str) -> None
     assert "noise" in json.loads((Path(synthetic_model) / "model_index.json").read_text())["_synthetic"]
 
 
+def test_without_a_path_each_kind_goes_where_the_tests_keep_it(synthetic_model: str, synthetic_flux: Path) -> None:
+    """What the Node tests rely on to share the Python tests' cached models rather than write copies."""
+    for kind, expected in (("sd1", synthetic_model), ("flux", str(synthetic_flux))):
+        done = subprocess.run(
+            [sys.executable, "-m", "sidecar", "synth-model", "--kind", kind], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == expected
+    refused = subprocess.run(
+        [sys.executable, "-m", "sidecar", "synth-model", "--kind", "lora"], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "needs PATH" in refused.stderr
+
+
 def test_flux_kind_writes_its_three_files_deterministically(
     synthetic_flux: Path, synthetic_model: str, tmp_path: Path
 ) -> None:

@@ -19,39 +19,50 @@ class SynthKind:
     writer: str
     description: str
     """What PATH becomes, for `--help`."""
+    cache: str | None = None
+    """Function in the module giving where tests keep this kind, shared by every test runner
+    (`synth-model --kind KIND` without PATH writes there); None: the kind has no such place."""
 
 
 KINDS: dict[str, SynthKind] = {
     "sd1": SynthKind(
-        "sd1", "write_synthetic_model", "an SD1.x tiny-UNet model, diffusers folder layout (PATH is a folder)"
+        "sd1",
+        "write_synthetic_model",
+        "an SD1.x tiny-UNet model, diffusers folder layout (PATH is a folder)",
+        "default_cache_dir",
     ),
     "sd1-single": SynthKind(
         "sd1_single",
         "write_synthetic_sd1_single",
         "the sd1 model as one checkpoint in the original layout, as model sites ship SD1 "
         "(PATH is a .safetensors file)",
+        "default_cache_path",
     ),
     "flux": SynthKind(
         "flux",
         "write_synthetic_flux",
         "a tiny FLUX.1-dev DiT with separate CLIP-L and VAE files (PATH is a folder: diffusion.safetensors, "
         "clip_l.safetensors, vae.safetensors)",
+        "default_cache_dir",
     ),
     "flux-control": SynthKind(
         "flux_variants",
         "write_synthetic_flux_control",
         "the tiny FLUX with img_in widened to 128 inputs: a FLUX Control (canny/depth) model, laid out as `flux`",
+        "control_cache_dir",
     ),
     "flux-fill": SynthKind(
         "flux_variants",
         "write_synthetic_flux_fill",
         "the tiny FLUX with img_in widened to 384 inputs: a FLUX Fill (inpainting) model, laid out as `flux`",
+        "fill_cache_dir",
     ),
     "wan": SynthKind(
         "wan",
         "write_synthetic_wan",
         "a Wan 2.1 video model, 1.3B layout with one VACE block, no text encoder (PATH is a folder: "
         "diffusion.safetensors, vae.safetensors; 3.2 GB)",
+        "default_cache_dir",
     ),
     "lora": SynthKind(
         "lora",
@@ -70,7 +81,11 @@ KINDS: dict[str, SynthKind] = {
 DEFAULT_KIND = "sd1"
 
 
-def write(kind: str, path: str | os.PathLike[str]) -> Path:
+def write(kind: str, path: str | os.PathLike[str] | None = None) -> Path:
+    """Write `kind` at `path`, or where the tests keep it (its `cache`) when `path` is None."""
     spec = KINDS[kind]
     module = importlib.import_module(f"sidecar.synth.{spec.module}")
+    if path is None:
+        assert spec.cache is not None, kind
+        path = getattr(module, spec.cache)()
     return getattr(module, spec.writer)(path)

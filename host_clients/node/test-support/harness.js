@@ -1,9 +1,7 @@
 // What the tests share: how to start the sidecar under test, the synthetic model, PNG checks.
 // (Kept out of test/, where `node --test test/` would run every file as a test.)
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -23,28 +21,23 @@ export function startTestSidecar(options = {}) {
   return startSidecar({ ...SIDECAR, stderr: "ignore", ...options });
 }
 
-const CACHE = process.env.DIFFUSION_SIDECAR_CACHE ?? path.join(os.homedir(), ".cache", "diffusion-sidecar");
-
-let model;
-/** The synthetic-weights model, written once per machine into the sidecar's cache and reused. */
-export function syntheticModel() {
-  model ??= execFileSync(SIDECAR.command, [...SIDECAR.args, "synth-model", CACHE], { encoding: "utf8" }).trim();
-  return model;
-}
-
+const written = new Map();
 /**
- * The synthetic Wan folder (diffusion.safetensors, vae.safetensors; 3.2 GB, about 40 s to write),
- * written once per machine into the cache and reused. The folder name carries a digest of the
- * generator's source, so a changed architecture is written anew rather than a stale copy loaded
- * (the Python tests' folder is named by a digest only Python computes, hence a folder of its own).
+ * A synthetic-weights model of `kind` (its path), written once per machine into the cache place the
+ * Python tests share (`synth-model` without PATH) and reused: the Wan kind alone is 3.2 GB.
  */
-export function syntheticWan() {
-  const generator = readFileSync(path.join(REPO_DIR, "sidecar", "synth", "wan.py"));
-  const digest = createHash("sha256").update(generator).digest("hex").slice(0, 12);
-  const folder = path.join(CACHE, `synthetic-wan-node-${digest}`);
-  const args = [...SIDECAR.args, "synth-model", "--kind", "wan", folder];
-  return execFileSync(SIDECAR.command, args, { encoding: "utf8" }).trim();
+function synthetic(kind) {
+  if (!written.has(kind)) {
+    const args = [...SIDECAR.args, "synth-model", "--kind", kind];
+    written.set(kind, execFileSync(SIDECAR.command, args, { encoding: "utf8" }).trim());
+  }
+  return written.get(kind);
 }
+
+/** The synthetic SD1 model's folder. */
+export const syntheticModel = () => synthetic("sd1");
+/** The synthetic Wan folder: diffusion.safetensors, vae.safetensors. */
+export const syntheticWan = () => synthetic("wan");
 
 export const SMALL = { prompt: "a lighthouse at dusk", width: 64, height: 64, steps: 1 };
 
