@@ -10,6 +10,7 @@ import pytest
 from diffusion_sidecar_client import Sidecar
 
 from sidecar.synth import flux as synth_flux
+from sidecar.synth import sd1_single as synth_sd1_single
 from sidecar.synth.sd1 import default_cache_dir, write_synthetic_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +55,12 @@ def anyio_backend() -> str:
 def synthetic_model() -> str:
     """The synthetic-weights model, written once per machine into the cache and reused."""
     return str(write_synthetic_model(default_cache_dir()))
+
+
+@pytest.fixture(scope="session")
+def synthetic_sd1_single() -> str:
+    """The synthetic model as one original-layout checkpoint file, written once per machine and reused."""
+    return str(synth_sd1_single.write_synthetic_sd1_single(synth_sd1_single.default_cache_path()))
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,12 @@ KINDS: dict[str, SynthKind] = {
     "sd1": SynthKind(
         "sd1", "write_synthetic_model", "an SD1.x tiny-UNet model, diffusers folder layout (PATH is a folder)"
     ),
+    "sd1-single": SynthKind(
+        "sd1_single",
+        "write_synthetic_sd1_single",
+        "the sd1 model as one checkpoint in the original layout, as model sites ship SD1 "
+        "(PATH is a .safetensors file)",
+    ),
     "flux": SynthKind(
         "flux",
         "write_synthetic_flux",
