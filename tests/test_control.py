@@ -191,8 +191,8 @@ async def test_a_controlnet_file_the_library_cannot_read_fails_the_load_cleanly(
 
 
 async def test_a_controlnet_on_a_unet_it_does_not_fit_is_refused_and_its_model_unloaded() -> None:
-    """The decision after a load, by the family the worker reported (a loadable SD1 ControlNet is
-    a 361M-parameter file: the end-to-end case waits for the full-size synthetic kinds)."""
+    """The decision after a load, by the family the worker reported, for families no synthetic
+    model here has (end to end on the tiny UNet: tests/test_controlnet.py)."""
     from types import SimpleNamespace
 
     from sidecar.inputs.control import refuse_unfitting_controlnet

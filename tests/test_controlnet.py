@@ -1,0 +1,70 @@
+"""A ControlNet end to end: the full-size synthetic SD1 checkpoint with the synthetic SD1 ControlNet
+(the smallest pair stable-diffusion.cpp runs: it builds a ControlNet at SD1's full size only) on a
+real sidecar (Python launcher) and the real backend, loaded once for the module.
+
+Pictures are noise (random weights): the tests compare outputs with each other, never looks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from diffusion_sidecar_client import Sidecar, SidecarError
+from PIL import Image
+
+from tests.harness import worker_pids
+from tests.test_control import file_of, png, square
+
+pytestmark = pytest.mark.anyio
+
+# The smallest request that runs the ControlNet: one step at the smallest size a UNet takes.
+SMALL = {"prompt": "a lighthouse at dusk", "width": 64, "height": 64, "steps": 1, "cfg_scale": 1.0, "seed": 11}
+
+
+@pytest.fixture(scope="module")
+async def controlled(sidecar: Sidecar, synthetic_sd1_full: str, synthetic_controlnet: str):
+    return await sidecar.load_model_result(synthetic_sd1_full, {"controlNetPath": synthetic_controlnet})
+
+
+async def generate(sidecar: Sidecar, model_id: str, **params) -> Image.Image:
+    return png((await sidecar.diffusion(modelId=model_id, **{**SMALL, **params}).outputs)[0])
+
+
+def _differs(a: Image.Image, b: Image.Image) -> bool:
+    return np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).mean() > 1
+
+
+async def test_a_controlnet_steers_the_picture_and_strength_0_leaves_it_plain(
+    sidecar: Sidecar, controlled, synthetic_controlnet: str
+) -> None:
+    assert controlled.modelFamily == "SD 1.x"
+    first, second = file_of(square((8, 8, 40, 40))), file_of(square((24, 20, 60, 56)))
+    plain = await generate(sidecar, controlled.modelId)
+    steered = await generate(sidecar, controlled.modelId, control_image=first)
+    other = await generate(sidecar, controlled.modelId, control_image=second)
+    off = await generate(sidecar, controlled.modelId, control_image=first, control_strength=0)
+    assert _differs(steered, plain) and _differs(steered, other)
+    # The library scales the ControlNet's residuals by the strength: at 0 nothing is added.
+    assert off.tobytes() == plain.tobytes()
+    model = Path(synthetic_controlnet).stem
+    unit = 'ControlNet 0: "Module: none, Model: {}, Weight: {}, Resize Mode: Just Resize"'
+    assert unit.format(model, "0.9") in steered.info["parameters"]  # the library's default weight
+    assert unit.format(model, "0") in off.info["parameters"]
+    assert "ControlNet" not in plain.info["parameters"]
+
+
+async def test_a_controlnet_on_the_tiny_unet_is_refused_before_any_generation(
+    sidecar: Sidecar, controlled, synthetic_model: str, synthetic_controlnet: str
+) -> None:
+    # The library loads this pair, then aborts the process at the first step: the load is refused
+    # instead, naming the field, and its worker ended; the other model stays loaded.
+    workers = worker_pids(sidecar.pid)
+    with pytest.raises(SidecarError) as refused:
+        await sidecar.load_model(synthetic_model, {"controlNetPath": synthetic_controlnet})
+    assert refused.value.data_code == "INVALID_PARAMS"
+    assert refused.value.data.get("field") == "modelConfig.controlNetPath"
+    assert "SD 1.x Tiny UNet" in str(refused.value)
+    assert [model.modelId for model in (await sidecar.list_models()).models] == [controlled.modelId]
+    assert worker_pids(sidecar.pid) == workers
