@@ -111,7 +111,8 @@ async def test_the_control_image_steers_flux_control_reproducibly(sidecar: Sidec
     filled = await generate(sidecar, model_id, control_image=first)
     assert np.abs(np.asarray(one, np.int16) - np.asarray(filled, np.int16)).mean() > 1
     model = Path(flux_variants.control_cache_dir() / "diffusion.safetensors").stem
-    assert f'ControlNet 0: "Module: canny, Model: {model}, Weight: 1, Resize Mode: Just Resize"' in one.info["parameters"]
+    unit = f"Module: canny, Model: {model}, Weight: 1.0, Resize Mode: Just Resize, Guidance Start: 0.0, Guidance End: 1.0"
+    assert f'ControlNet 0: "{unit}, Control Mode: Balanced"' in one.info["parameters"]
     assert "ControlNet" not in plain.info["parameters"]
 
 

@@ -8,6 +8,9 @@ ControlNet does not fit its UNet.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from diffusion_sidecar_protocol.types import DiffusionParams, Limits
 from ..rpc.errors import invalid_params
 from ..runtime.models import LoadedModel, ModelManager
 from ..worker import families, messages
+from ..worker.native_files import open_regular
 from . import images
 
 NATIVE_DEFAULT_STRENGTH = 0.9
@@ -52,7 +56,7 @@ async def job_fields(params: DiffusionParams, model: LoadedModel, limits: Limits
     image = await anyio.to_thread.run_sync(_picture, params.control_image, size, limits, abandon_on_cancel=True)
     if controlnet:
         strength = NATIVE_DEFAULT_STRENGTH if params.control_strength is msgspec.UNSET else params.control_strength
-        name = Path(controlnet).stem
+        name = await anyio.to_thread.run_sync(controlnet_label, controlnet, abandon_on_cancel=True)
     else:
         strength, name = FULL_STRENGTH, model.settings.name
     return {"control": messages.Control(image, params.canny, strength, name)}
@@ -61,6 +65,21 @@ async def job_fields(params: DiffusionParams, model: LoadedModel, limits: Limits
 def _picture(text: str, size: tuple[int, int], limits: Limits) -> messages.Pixels:
     # Resized to the output size as img2img's source is (the library would stretch it anyway).
     return images.picture(images.decode("control_image", text, limits), size)
+
+
+def controlnet_label(path: str) -> str:
+    """The ControlNet as A1111's extension lists it: `name [hash]`, the hash A1111's old short model
+    hash (the SHA-256 of 64 KiB at 1 MiB, first 8 digits), which is what it writes and looks up."""
+    stat = os.stat(path)
+    return f"{Path(path).stem} [{_short_hash(path, stat.st_size, stat.st_mtime_ns)}]"
+
+
+@functools.lru_cache(maxsize=64)
+def _short_hash(path: str, size: int, mtime_ns: int) -> str:
+    """Cached by file identity (size, mtime): one ControlNet serves many requests."""
+    with open_regular(path) as file:
+        file.seek(0x100000)
+        return hashlib.sha256(file.read(0x10000)).hexdigest()[:8]
 
 
 async def refuse_unfitting_controlnet(model: LoadedModel, models: ModelManager) -> None:
