@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python -m bench [ITEM ...]   (items: overhead throughput ready progress output
 memory threads cancel contention previews img2img portable responsiveness lora upscale cache gpu
-downloads). Figures go to bench/results/latest.json, one top-level key per item; a run of some items keeps the others'
+downloads controlnet). Figures go to bench/results/latest.json, one top-level key per item; a run of some items keeps the others'
 figures from earlier runs, each stamped with when it ran.
 """
 
@@ -23,6 +23,7 @@ from . import (
     cache,
     cancel,
     contention,
+    controlnet,
     downloads,
     gpu,
     img2img,
@@ -62,6 +63,7 @@ ITEMS = {
         cache,
         gpu,
         downloads,
+        controlnet,
     )
 }
 LATEST = Path(__file__).resolve().parent / "results" / "latest.json"
