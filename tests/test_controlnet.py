@@ -62,16 +62,32 @@ async def test_a_controlnet_steers_the_picture_and_strength_0_leaves_it_plain(
     assert "ControlNet" not in plain.info["parameters"]
 
 
-async def test_a_controlnet_on_the_tiny_unet_is_refused_before_any_generation(
+async def test_a_controlnet_on_the_tiny_unet_is_refused_before_the_load(
     sidecar: Sidecar, controlled, synthetic_model: str, synthetic_controlnet: str
 ) -> None:
-    # The library loads this pair, then aborts the process at the first step: the load is refused
-    # instead, naming the field, and its worker ended; the other model stays loaded.
+    # The library loads this pair, then aborts the process at the first step. The model's tensor
+    # names show a UNet without a middle attention block: refused naming the field, no worker started.
     workers = worker_pids(sidecar.pid)
     with pytest.raises(SidecarError) as refused:
         await sidecar.load_model(synthetic_model, {"controlNetPath": synthetic_controlnet})
     assert refused.value.data_code == "INVALID_PARAMS"
     assert refused.value.data.get("field") == "modelConfig.controlNetPath"
-    assert "SD 1.x Tiny UNet" in str(refused.value)
+    assert "tiny or distilled UNet" in str(refused.value)
+    assert [model.modelId for model in (await sidecar.list_models()).models] == [controlled.modelId]
+    assert worker_pids(sidecar.pid) == workers
+
+
+async def test_a_controlnet_file_the_library_cannot_read_fails_the_load_cleanly(
+    sidecar: Sidecar, controlled, synthetic_sd1_full: str, tmp_path: Path
+) -> None:
+    # The library reads every ControlNet tensor at load: a file without them fails there, its
+    # worker ended; the model already loaded serves on.
+    bogus = tmp_path / "control.safetensors"
+    bogus.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    workers = worker_pids(sidecar.pid)
+    with pytest.raises(SidecarError) as refused:
+        await sidecar.load_model(synthetic_sd1_full, {"controlNetPath": str(bogus)})
+    assert refused.value.data_code == "MODEL_LOAD_FAILED"
+    assert "control net" in str(refused.value)
     assert [model.modelId for model in (await sidecar.list_models()).models] == [controlled.modelId]
     assert worker_pids(sidecar.pid) == workers

@@ -3,7 +3,8 @@ whether a `modelConfig.controlNetPath` fits the model it was loaded with.
 
 Every refusal here comes before any native work: stable-diffusion.cpp would silently drop a
 control image on a model that reads none, and aborts the whole process at the first step when a
-ControlNet does not fit its UNet.
+ControlNet does not fit its UNet. That is refused before the load where the model file's tensor
+names tell (safetensors), and otherwise right after it, by the family the library reports.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..rpc.errors import invalid_params
 from ..runtime.models import LoadedModel, ModelManager
 from ..worker import families, messages
 from ..worker.native_files import open_regular
-from . import images
+from . import images, model_header
 
 NATIVE_DEFAULT_STRENGTH = 0.9
 """`sd_img_gen_params_init`'s `control_strength`."""
@@ -82,9 +83,38 @@ def _short_hash(path: str, size: int, mtime_ns: int) -> str:
         return hashlib.sha256(file.read(0x10000)).hexdigest()[:8]
 
 
+# How stable-diffusion.cpp tells a full UNet (`get_sd_version`): a middle attention block. Tiny and
+# distilled UNets (BK-SDM, SDXS, SDXL Vega and SSD-1B) have none, and no ControlNet fits them.
+MIDDLE_ATTENTION = ("middle_block.1.", "mid_block.resnets.1.")
+UNET_MARKERS = ("input_blocks.", "down_blocks.")
+
+
+def refuse_controlnet_before_load(model_path: str) -> None:
+    """Raise INVALID_PARAMS naming `modelConfig.controlNetPath` when the model's file shows a diffusion
+    model no ControlNet fits: a DiT, or a UNet without a middle attention block. Files whose names
+    cannot be read here (.gguf, .ckpt) are judged after the load. Blocking reads: off the event loop."""
+    names = model_header.diffusion_model_names(model_path)
+    if not names:
+        return
+    if any(marker in name for name in names for marker in model_header.DIT_MARKERS):
+        what = "a DiT (FLUX, SD3, Wan, ...), which reads no ControlNet"
+    elif any(marker in name for name in names for marker in UNET_MARKERS) and not any(
+        marker in name for name in names for marker in MIDDLE_ATTENTION
+    ):
+        what = "a tiny or distilled UNet (no middle attention block: BK-SDM, SDXS, SDXL Vega or SSD-1B)"
+    else:
+        return
+    raise invalid_params(
+        "modelConfig.controlNetPath",
+        f"a ControlNet fits the full SD1.x, SD2.x and SDXL UNets only, and modelPath is {what}; the "
+        "library would abort at the first step",
+    )
+
+
 async def refuse_unfitting_controlnet(model: LoadedModel, models: ModelManager) -> None:
-    """After the load (the family is known only then): a ControlNet that does not fit its UNet is
-    refused and its worker ended, before any generation can reach the library's abort."""
+    """After the load, for what `refuse_controlnet_before_load` could not read: a ControlNet that
+    does not fit its UNet is refused and its worker ended, before any generation can reach the
+    library's abort."""
     if not model.load.control_net_path or model.family in families.CONTROLNET_FAMILIES:
         return
     if models.has(model.model_id):

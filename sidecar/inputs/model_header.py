@@ -10,10 +10,11 @@ header, so a DiT without a text encoder is refused up front, from the names alon
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..rpc.errors import invalid_params
-from ..worker.native_files import open_regular
+from ..worker.native_files import DIFFUSERS_UNET, open_regular
 
 # The safetensors format caps its JSON header at 100 MB; past that, it is not a file we can judge.
 MAX_HEADER_BYTES = 100_000_000
@@ -51,6 +52,12 @@ def safetensors_names(path: str) -> list[str] | None:
     except (OSError, ValueError):
         return None  # the worker reports what is wrong with the file
     return [name for name in header if name != "__metadata__"] if isinstance(header, dict) else None
+
+
+def diffusion_model_names(path: str) -> list[str] | None:
+    """The tensor names of the file that holds the diffusion model at `path` (a diffusers folder's
+    UNet file, else `path` itself), or None where it is not a safetensors file we can read."""
+    return safetensors_names(os.path.join(path, DIFFUSERS_UNET) if os.path.isdir(path) else path)
 
 
 def refuse_dit_without_text_encoder(field: str, path: str) -> None:
