@@ -207,7 +207,8 @@ def test_a_controlnet_is_refused_before_the_load_from_the_model_files_tensor_nam
     from sidecar.synth import flux, sd1_full, sdxl
 
     def header_only(name: str, tensors: list[tuple[str, list[int]]]) -> str:
-        header = json.dumps({tensor: {"dtype": "F16", "shape": shape, "data_offsets": [0, 0]} for tensor, shape in tensors})
+        entries = {tensor: {"dtype": "F16", "shape": shape, "data_offsets": [0, 0]} for tensor, shape in tensors}
+        header = json.dumps(entries)
         (tmp_path / name).write_bytes(len(header).to_bytes(8, "little") + header.encode())
         return str(tmp_path / name)
 

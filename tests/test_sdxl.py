@@ -19,7 +19,9 @@ async def sdxl(sidecar: Sidecar, synthetic_sdxl: str):
     return await sidecar.load_model_result(synthetic_sdxl)
 
 
-async def test_sdxl_loads_as_sdxl_and_generates_at_its_size_multiple(sidecar: Sidecar, sdxl, synthetic_sdxl: str) -> None:
+async def test_sdxl_loads_as_sdxl_and_generates_at_its_size_multiple(
+    sidecar: Sidecar, sdxl, synthetic_sdxl: str
+) -> None:
     assert sdxl.modelFamily == "SDXL (Vega)"
     assert sdxl.sizeMultiple == 64  # the VAE's 8 times the UNet's three halvings
     with pytest.raises(SidecarError) as refused:

@@ -25,7 +25,7 @@ import numpy as np
 from .flux import _conv as conv
 from .flux import _group_norm as norm
 from .flux import _linear as linear
-from .sd1 import write_safetensors
+from .sd1 import default_cache_dir, write_safetensors
 
 Tensors = list[tuple[str, list[int]]]
 
@@ -51,7 +51,9 @@ class UNet:
 
 SD1 = UNet((1, 2, 4, 4), (0, 1, 2), (1, 1, 1, 1), 768, linear_projection=False)
 # "Vega": the smallest SDXL the library builds (no middle attention, shallow transformers).
-SDXL_VEGA = UNet((1, 2, 4), (1, 2), (1, 1, 2), 2048, linear_projection=True, middle_attention=False, label_inputs=2816)
+SDXL_VEGA = UNet(
+    (1, 2, 4), (1, 2), (1, 1, 2), 2048, linear_projection=True, middle_attention=False, label_inputs=2816
+)
 
 
 def _weight(name: str, inputs: int, outputs: int) -> Tensors:
@@ -97,7 +99,10 @@ def _transformer(name: str, channels: int, depth: int, spec: UNet) -> Tensors:
 def _embeddings(spec: UNet) -> Tensors:
     tensors = [*linear("time_embed.0", MODEL_CHANNELS, TIME_EMBED), *linear("time_embed.2", TIME_EMBED, TIME_EMBED)]
     if spec.label_inputs:
-        tensors += [*linear("label_emb.0.0", spec.label_inputs, TIME_EMBED), *linear("label_emb.0.2", TIME_EMBED, TIME_EMBED)]
+        tensors += [
+            *linear("label_emb.0.0", spec.label_inputs, TIME_EMBED),
+            *linear("label_emb.0.2", TIME_EMBED, TIME_EMBED),
+        ]
     return tensors
 
 
@@ -168,7 +173,9 @@ def controlnet_tensors(spec: UNet) -> Tensors:
         for tensor in conv(f"input_hint_block.{2 * index}", inputs, outputs)
     ]
     zero_convs = [
-        tensor for index, channels in enumerate(skips) for tensor in conv(f"zero_convs.{index}.0", channels, channels, 1)
+        tensor
+        for index, channels in enumerate(skips)
+        for tensor in conv(f"zero_convs.{index}.0", channels, channels, kernel=1)
     ]
     return [
         *_embeddings(spec),
@@ -205,8 +212,6 @@ def values(name: str, shape: list[int]) -> np.ndarray:
 def cache_folder(label: str, tensors: Tensors) -> Path:
     """Beside the other synthetic models in the cache; the name carries a digest of every tensor's
     name and shape and of the value scheme, so a changed model is written anew."""
-    from .sd1 import default_cache_dir
-
     digest = hashlib.sha256(json.dumps([VALUES, tensors]).encode()).hexdigest()[:12]
     return default_cache_dir().parent / f"synthetic-{label}-{digest}"
 

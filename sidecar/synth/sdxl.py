@@ -45,7 +45,9 @@ def _open_clip_g() -> ldm_unet.Tensors:
 def tensors() -> ldm_unet.Tensors:
     unet = [("model.diffusion_model." + name, shape) for name, shape in ldm_unet.unet_tensors(ldm_unet.SDXL_VEGA)]
     vae = [(name, shape) for name, shape, _, _ in sd1_single.tensors() if name.startswith("first_stage_model.")]
-    clip_l = [("conditioner.embedders.0.transformer." + name, shape) for name, shape in load_manifest()[sd1_single.TEXT_ENCODER]]
+    clip_l = [
+        ("conditioner.embedders.0.transformer." + name, shape) for name, shape in load_manifest()[sd1_single.TEXT_ENCODER]
+    ]
     return [*unet, *vae, *clip_l, *_open_clip_g()]
 
 
