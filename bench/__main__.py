@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python -m bench [ITEM ...]   (items: overhead throughput ready progress output
 memory threads cancel contention previews img2img portable responsiveness lora upscale cache gpu
-downloads controlnet). Figures go to bench/results/latest.json, one top-level key per item; a run of some items keeps the others'
-figures from earlier runs, each stamped with when it ran.
+downloads formats video controlnet). Figures go to bench/results/latest.json, one top-level key per item; a run of some
+items keeps the others' figures from earlier runs, each stamped with when it ran.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from . import (
     contention,
     controlnet,
     downloads,
+    formats,
     gpu,
     img2img,
     lora,
@@ -39,6 +40,7 @@ from . import (
     threads,
     throughput,
     upscale,
+    video,
 )
 from .common import NOISE_NOTE, Row, synthetic_model
 
@@ -63,6 +65,8 @@ ITEMS = {
         cache,
         gpu,
         downloads,
+        formats,
+        video,
         controlnet,
     )
 }

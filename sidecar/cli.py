@@ -27,6 +27,8 @@ _LIMIT_FLAGS = [
     ("--max-prompt-bytes", "maxPromptBytes", "longest prompt and negative_prompt, in UTF-8 bytes"),
     ("--max-loras", "maxLoras", "most LoRAs in one diffusion request"),
     ("--max-download-bytes", "maxDownloadBytes", "largest file a source (https://, hf://) may download"),
+    ("--max-video-frames", "maxVideoFrames", "most video_frames in one video request"),
+    ("--max-video-pixels", "maxVideoPixels", "largest width*height*video_frames of one clip"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import select
 import signal
@@ -174,3 +175,12 @@ def wait_gone(pid: int, timeout: float) -> bool:
 
 def kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
     os.kill(pid, sig)
+
+
+def model_hash(path: str | Path) -> str:
+    """A1111's `Model hash` of a file, computed here independently of the sidecar: SHA-256, first 10 digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()[:10]

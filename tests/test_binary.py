@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import filecmp
 import hashlib
+import json
 import os
 import subprocess
 import time
@@ -133,7 +134,7 @@ def _picture(format: str, size: int = 64) -> bytes:
 
 
 async def test_every_capability_runs_in_the_binary(
-    frozen_binary: Path, synthetic_model: str, synthetic_flux: Path, tmp_path: Path
+    frozen_binary: Path, synthetic_model: str, synthetic_flux: Path, synthetic_sd1_single: str, tmp_path: Path
 ) -> None:
     """Most end-to-end files run on the Python launcher only (conftest.py: `python_command`): the
     binary runs the same Python code and native library. What packaging alone can break is code
@@ -165,6 +166,20 @@ async def test_every_capability_runs_in_the_binary(
         )
         (picture,) = await sidecar.diffusion(modelId=flux, **small, cfg_scale=1, ref_images=[_picture("PNG")]).outputs
         assert Image.open(BytesIO(picture)).size == (64, 64)
+        # A conversion in a worker of its own, and its GGUF loaded; a single-file checkpoint, hashed.
+        gguf = tmp_path / "flux-q8_0.gguf"
+        params = {"modelPath": str(synthetic_flux / "diffusion.safetensors"), "outputPath": str(gguf), "type": "q8_0"}
+        assert json.loads(bytes(await sidecar.request("convert", params)))["weightTypes"]["q8_0"] == 13
+        companions = {"clipLPath": str(synthetic_flux / "clip_l.safetensors"), "vaePath": str(synthetic_flux / "vae.safetensors")}
+        quantized = await sidecar.load_model_result(str(gguf), companions)
+        assert quantized.weightTypes["q8_0"] == 13
+        await sidecar.unload_model(quantized.modelId)
+        single = await sidecar.load_model(synthetic_sd1_single)
+        (picture,) = await sidecar.diffusion(modelId=single, **small).outputs
+        assert "Model hash: " in Image.open(BytesIO(picture)).text["parameters"]
+        await sidecar.unload_model(single)
+        with pytest.raises(SidecarError, match="takes `diffusion`, not `video`"):
+            await sidecar.video(sd1, "a lighthouse", width=64, height=64)
         assert {model.modelId for model in (await sidecar.list_models()).models} == {sd1, upscaler, flux}
 
 

@@ -87,6 +87,8 @@ def test_the_header_check_refuses_only_a_dit_without_any_text_encoder(tmp_path: 
         "unet.safetensors": ["down_blocks.0.resnets.0.conv1.weight"],
     }.items():
         refuse_dit_without_text_encoder("modelPath", _file(tmp_path / name, names))
+    # Wan alone generates without a text encoder (on zeros): it passes, as a standalone DiT.
+    assert refuse_dit_without_text_encoder("modelPath", _file(tmp_path / "wan.safetensors", ["blocks.0.cross_attn.norm_k.weight"]))
     (tmp_path / "flux.gguf").write_bytes(b"GGUF" + bytes(64))
     refuse_dit_without_text_encoder("modelPath", str(tmp_path / "flux.gguf"))
     (tmp_path / "huge.safetensors").write_bytes((2**62).to_bytes(8, "little") + b"{}")

@@ -14,7 +14,7 @@ import pytest
 from diffusion_sidecar_client import Sidecar, SidecarError
 from PIL import Image
 
-from tests.harness import kill, wait_gone, worker_pids
+from tests.harness import kill, model_hash, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio
 
@@ -88,7 +88,7 @@ async def test_text_to_image_with_the_native_defaults_reported(
     assert sampling == defaults
     assert image.text["parameters"].splitlines()[1] == (
         f"Steps: 3, Sampler: {defaults[0]}, Schedule type: {defaults[1]}, CFG scale: 1, Distilled CFG Scale: 3.5, "
-        "Seed: 11, Size: 64x64, Model: diffusion"
+        f"Seed: 11, Size: 64x64, Model hash: {model_hash(synthetic_flux / 'diffusion.safetensors')}, Model: diffusion"
     )
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from diffusion_sidecar_client import Sidecar, SidecarError, SyncSidecar
 from sidecar.worker import messages
-from tests.harness import wait_gone, worker_pids
+from tests.harness import model_hash, wait_gone, worker_pids
 
 pytestmark = pytest.mark.anyio
 
@@ -131,6 +131,7 @@ async def test_png_size_pixels_and_parameters_chunk(sidecar: Sidecar, model_id: 
         "a red bicycle",
         "Negative prompt: rain",
         "Steps: 2, Sampler: euler, Schedule type: karras, CFG scale: 5.5, Seed: 7, Size: 64x128, "
+        f"Model hash: {model_hash(Path(synthetic_model) / 'unet' / 'diffusion_pytorch_model.safetensors')}, "
         f"Model: {Path(synthetic_model).name}",
     ]
 

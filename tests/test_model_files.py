@@ -1,8 +1,10 @@
-"""Models as users have them: a single-file checkpoint in the original layout, end to end on a real
-sidecar (Python launcher) and the real backend. The pictures are noise: the tests compare bytes."""
+"""Models as users have them: a single-file checkpoint in the original layout, and the model hash
+PNGs carry, end to end on a real sidecar (Python launcher) and the real backend. The pictures are
+noise: the tests compare bytes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from io import BytesIO
 from pathlib import Path
@@ -10,9 +12,12 @@ from pathlib import Path
 import pytest
 from diffusion_sidecar_client import Sidecar
 from PIL import Image
+from sd_parsers import ParserManager
 
+from sidecar.inputs import model_hash as hashing
 from sidecar.synth.sd1 import load_manifest
 from sidecar.synth.sd1_single import tensors
+from tests.harness import model_hash
 
 pytestmark = pytest.mark.anyio
 
@@ -62,3 +67,42 @@ async def test_a_picture_from_the_single_file_is_the_folders_byte_for_byte(
     (from_folder,) = await sidecar.diffusion(modelId=folder_model.modelId, **SMALL).outputs
     (from_file,) = await sidecar.diffusion(modelId=single_model.modelId, **SMALL).outputs
     assert _pixels(from_file) == _pixels(from_folder)
+
+
+def _parameters(png: bytes) -> str:
+    return Image.open(BytesIO(png)).text["parameters"]
+
+
+async def test_pngs_carry_a1111s_model_hash_of_the_file_and_the_files_stem(
+    sidecar: Sidecar, single_model, synthetic_sd1_single: str
+) -> None:
+    (png,) = await sidecar.diffusion(modelId=single_model.modelId, **SMALL).outputs
+    settings = _parameters(png).splitlines()[-1]
+    assert f"Model hash: {model_hash(synthetic_sd1_single)}, Model: synthetic-sd1" in settings
+    # sd-parsers, which A1111-style tools use, reads both back.
+    info = ParserManager().parse(Image.open(BytesIO(png)))
+    (model,) = info.models
+    assert (model.name, model.hash) == ("synthetic-sd1", model_hash(synthetic_sd1_single))
+
+
+async def test_a_folders_hash_is_its_unets_and_hashing_can_be_turned_off(
+    sidecar: Sidecar, folder_model, synthetic_model: str
+) -> None:
+    (png,) = await sidecar.diffusion(modelId=folder_model.modelId, **SMALL).outputs
+    unet = Path(synthetic_model) / "unet" / "diffusion_pytorch_model.safetensors"
+    assert f"Model hash: {model_hash(unet)}, Model: {Path(synthetic_model).name}" in _parameters(png)
+    unhashed = await sidecar.load_model(synthetic_model, {"hash": False})
+    (png,) = await sidecar.diffusion(modelId=unhashed, **SMALL).outputs
+    assert "Model hash" not in _parameters(png) and f"Model: {Path(synthetic_model).name}" in _parameters(png)
+    await sidecar.unload_model(unhashed)
+
+
+def test_the_hash_is_read_once_per_file_version(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"first version")
+    reads: list[str] = []
+    first = hashing._hash_of(str(path), lambda: reads.append("chunk"))
+    assert first == hashlib.sha256(b"first version").hexdigest()[:10] and reads == ["chunk"]
+    assert hashing._hash_of(str(path), lambda: reads.append("chunk")) == first and reads == ["chunk"]
+    path.write_bytes(b"second version, longer")
+    assert hashing._hash_of(str(path)) == hashlib.sha256(b"second version, longer").hexdigest()[:10]

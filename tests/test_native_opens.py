@@ -166,6 +166,13 @@ async def test_every_file_the_native_library_opens_is_one_the_checks_foresaw(
         ),
         ("loadModel", {"modelPath": str(models / "esrgan-alone.safetensors")},
          native_files.opened_by_load(messages.Load(upscaler_path=str(models / "esrgan-alone.safetensors")))),
+        # The converter reads its inputs; the file it writes (O_CREAT) is not one the checks read.
+        ("convert", {"modelPath": str(sd1), "vaePath": str(flux / "vae.safetensors"), "type": "f16",
+                     "outputPath": str(models / f"converted-{tmp_path.name}.gguf")},
+         native_files.opened_by_convert(messages.Convert(
+             input_path=str(sd1), vae_path=str(flux / "vae.safetensors"), output_path="", weight_type="f16",
+             tensor_type_rules="",
+         ))),
     ]  # fmt: skip
     # Inside the root, so that the front's check opens them (by path only) and strace records it.
     markers = [str(models / f"marker-{tmp_path.name}-{index}.safetensors") for index in range(len(steps))]
@@ -187,7 +194,9 @@ async def test_every_file_the_native_library_opens_is_one_the_checks_foresaw(
     stderr = "\n".join(line for line in (tmp_path / "stderr").read_text().splitlines() if not line.startswith("["))
     assert trace.workers, f"no worker process in a trace of {len(text)} bytes; strace said: {stderr[-2000:]}"
     for (method, _, foreseen), observed in zip(steps, trace.steps(markers)):
-        native = [o for o in observed if o.path.startswith(str(models)) and "O_PATH" not in o.flags]
+        native = [
+            o for o in observed if o.path.startswith(str(models)) and "O_PATH" not in o.flags and "O_CREAT" not in o.flags
+        ]
         predicted = {file.path for file in foreseen}
         present = {file.path for file in foreseen if os.path.exists(file.path)}
         assert {o.path for o in native} <= predicted, f"{method}: opens nobody checked"

@@ -28,7 +28,8 @@ export type ErrorCode =
   | "MODEL_NOT_LOADED" | "MODEL_LOAD_FAILED" | "WORKER_CRASHED" | "GENERATION_FAILED"
   | "SHUTTING_DOWN" | "QUEUE_FULL" | "LIMIT_EXCEEDED" | "PATH_NOT_ALLOWED" | "DOWNLOAD_FAILED"
   | "AUTH_REQUIRED" | "CHECKSUM_MISMATCH" | "INSUFFICIENT_DISK" | "OFFLINE_NOT_CACHED"
-  | "DOWNLOAD_STALLED" | "TOO_MANY_REDIRECTS" | "CANCELLED" | "TIMEOUT" | "SIDECAR_EXITED";
+  | "DOWNLOAD_STALLED" | "TOO_MANY_REDIRECTS" | "CONVERT_FAILED"
+  | "CANCELLED" | "TIMEOUT" | "SIDECAR_EXITED";
 
 // --- diffusion (QVAC's names) --------------------------------------------------------------------
 
@@ -260,6 +261,8 @@ export interface ModelConfig {
   controlNetPath?: FileRef;
   /** Keep the ControlNet on the CPU when the model runs on a GPU. */
   controlnet_on_cpu?: boolean;
+  /** Hash the model file for the PNGs' `Model hash` (default true); false skips it for very large files. */
+  hash?: boolean;
 }
 
 /**
@@ -347,6 +350,8 @@ export interface LoadModelResult {
   upscaleFactor: number;
   /** The device the model runs on (a name from `initialize`'s `backend.devices`). */
   device: string;
+  /** Tensors per weight type (`f16`, `q8_0`, ...) in the model's files. */
+  weightTypes: Record<string, number>;
 }
 
 // --- upscale -------------------------------------------------------------------------------------
@@ -379,6 +384,44 @@ export interface UpscaleStats {
   inputHeight: number;
 }
 
+// --- convert -------------------------------------------------------------------------------------
+
+/** Write a model at another weight type (GGUF; safetensors for float types), in a worker. */
+export interface ConvertParams {
+  /** A .safetensors, .ckpt or .gguf file, or a diffusers folder. */
+  modelPath: string;
+  /** `.gguf`, or `.safetensors` for f32/f16/bf16; written under a temporary name, then renamed. */
+  outputPath: string;
+  type: WeightType;
+  /** A VAE to include (under `vae.`). */
+  vaePath?: string;
+  /** `pattern=type` pairs, comma-separated; the first pattern found in a tensor's name decides. */
+  tensorTypeRules?: string;
+  /** Replace `outputPath` when it exists (otherwise refused). */
+  overwrite?: boolean;
+  timeoutMs?: number;
+}
+
+/** Tensors read so far (`phase` "read"), then one tick as writing starts ("write"). */
+export interface ConvertProgress {
+  requestId: RequestId | null;
+  phase: string;
+  done: number;
+  total: number;
+  elapsedMs: number;
+}
+
+export interface ConvertResult {
+  outputPath: string;
+  outputBytes: number;
+  tensors: number;
+  /** Tensors per weight type in the file written. */
+  weightTypes: Record<string, number>;
+  /** Tensors left at another type than `type`, by why: shape, bias, scale, embedding, rule, other. */
+  unquantized: Record<string, number>;
+  convertMs: number;
+}
+
 /** The `upscale` result as the protocol carries it; `upscale()` decodes the PNG. */
 export interface UpscaleResult {
   output: string;
@@ -392,6 +435,91 @@ export interface UpscaleOptions {
   repeats?: number;
   timeoutMs?: number;
   onProgress?: (progress: UpscaleProgress) => void;
+}
+
+// --- video ---------------------------------------------------------------------------------------
+
+/** A clip from a video model (Wan); `diffusion`'s names where they mean the same. */
+export interface VideoParams {
+  modelId: string;
+  prompt: string;
+  negative_prompt?: string;
+  width?: number;
+  height?: number;
+  /** 4n+1 frames, at most `limits.maxVideoFrames`. */
+  video_frames?: number;
+  /** Frame rate written into the animated file. */
+  fps?: number;
+  steps?: number;
+  cfg_scale?: number;
+  flow_shift?: number;
+  sampling_method?: SamplingMethod;
+  scheduler?: Scheduler;
+  seed?: number;
+  /** Image-to-video: the start image (models that read one). */
+  init_image?: string;
+  /** The last frame to reach (Wan I2V and FLF2V models). */
+  end_image?: string;
+  vae_tiling?: boolean;
+  timeoutMs?: number;
+  preview_method?: PreviewMethod;
+  preview_interval?: number;
+}
+
+/** `video/progress`: a tick as each phase starts and one per sampling step. */
+export interface VideoProgress {
+  requestId: RequestId | null;
+  step: number;
+  totalSteps: number;
+  elapsedMs: number;
+  frames: number;
+  /** "encode" | "sample" | "decode" today; later versions may add phases. */
+  phase: string;
+}
+
+/** `video/preview`: the clip's first frame as it forms. */
+export interface VideoPreview {
+  requestId: RequestId | null;
+  step: number;
+  totalSteps: number;
+  width: number;
+  height: number;
+  png: string;
+}
+
+export interface VideoStats {
+  modelLoadMs: number;
+  generationMs: number;
+  conditionerMs: number;
+  denoiseMs: number;
+  vaeMs: number;
+  postProcessMs: number;
+  stepsPerSecond: number;
+  /** Frames made per second of generation (not the clip's fps). */
+  framesPerSecond: number;
+  frames: number;
+  width: number;
+  height: number;
+  seed: number;
+}
+
+/** The `video` result as the protocol carries it; `video()` decodes the files. */
+export interface VideoResult {
+  frames: string[];
+  animation: string;
+  animationFormat: "webp";
+  fps: number;
+  seed: number;
+  stats: VideoStats;
+  sampling_method: string;
+  scheduler: string;
+}
+
+export interface VideoOptions extends Omit<VideoParams, "init_image" | "end_image"> {
+  init_image?: ImageInput;
+  end_image?: ImageInput;
+  onProgress?: (progress: VideoProgress) => void;
+  onPreview?: (preview: VideoPreview) => void;
 }
 
 export interface UnloadModelParams {
@@ -423,6 +551,8 @@ export interface ListedModel {
   /** null while loading. */
   modelFamily: string | null;
   sizeMultiple: number | null;
+  /** Tensors per weight type; null while loading. */
+  weightTypes: Record<string, number> | null;
   running: number;
   queued: number;
   /** Its requests in arrival order, each with its place on the compute device. */
@@ -526,6 +656,10 @@ export interface Limits {
   allowHttp: boolean;
   /** Where downloads are kept (its `models/` subfolder). */
   cacheDir: string | null;
+  /** Most `video_frames` in one `video` request. */
+  maxVideoFrames: number;
+  /** Largest `width * height * video_frames` of one clip. */
+  maxVideoPixels: number;
 }
 
 export interface InitializeResult {
@@ -614,6 +748,8 @@ export declare class Sidecar {
   diffusion(params: DiffusionOptions): DiffusionCall;
   /** Upscales an image with an upscaler model: the PNG bytes and stats. Ticks carry the `requestId` to cancel. */
   upscale(options: UpscaleOptions): Promise<{ output: Uint8Array; stats: UpscaleStats }>;
+  /** A clip: each frame's PNG bytes, the animated WebP's bytes, and the rest of the result. */
+  video(options: VideoOptions): Promise<{ frames: Uint8Array[]; animation: Uint8Array; result: VideoResult }>;
   cancel(target: { requestId: RequestId } | { modelId: string }): Promise<CancelResult>;
   unloadModel(params: UnloadModelParams): Promise<void>;
   listModels(): Promise<ListModelsResult>;

@@ -6,6 +6,7 @@ from ..runtime.context import Method
 from . import (
     cancel,
     cancel_request,
+    convert,
     diffusion,
     exit,
     initialize,
@@ -14,11 +15,13 @@ from . import (
     shutdown,
     unload_model,
     upscale,
+    video,
 )
 
 METHODS: dict[str, Method] = {
     module.method.name: module.method
     for module in (
-        initialize, load_model, diffusion, upscale, cancel, cancel_request, unload_model, shutdown, exit, list_models
+        initialize, load_model, diffusion, upscale, convert, video, cancel, cancel_request, unload_model, shutdown,
+        exit, list_models,
     )
 }

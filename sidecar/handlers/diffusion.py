@@ -51,6 +51,9 @@ def check_fits_model(params: DiffusionParams, model: LoadedModel, limits: Limits
     """What depends on the model: the sizes it can make, the room left in its queue."""
     if model.is_upscaler:
         raise invalid_params("modelId", f"names an upscaler model ({model.family}); it takes `upscale`, not `diffusion`")
+    if model.video_model:
+        # As the library itself has it (`sd_ctx_supports_image_generation`): a still is a clip's job.
+        raise invalid_params("modelId", f"names a video model ({model.video_model}); it takes `video`, not `diffusion`")
     for field in ("width", "height"):
         if getattr(params, field) % model.size_multiple:
             raise invalid_params(field, f"must be a multiple of {model.size_multiple} for this model ({model.family})")
@@ -124,6 +127,7 @@ async def handle(params: DiffusionParams, ctx: RequestContext) -> DiffusionResul
         vae_tiling=model.settings.vae_tiling if params.vae_tiling is msgspec.UNSET else params.vae_tiling,
         cache_preset=params.cache_preset or None,
         model_name=model.settings.name,
+        model_hash=model.settings.model_hash,
         preview_method=params.preview_method or None,
         preview_interval=params.preview_interval,
         preview_noisy=params.preview_noisy,

@@ -23,6 +23,7 @@ async def handle(params: NoParams, ctx: RequestContext) -> ListModelsResult:
                 state="loading" if model is None else "reloading" if model.reloading else "ready",
                 modelFamily=model and model.family,
                 sizeMultiple=model and model.size_multiple,
+                weightTypes=model.weight_types if model else None,
                 running=running,
                 queued=len(on_model) - running,
                 totals=model and model.totals(),

@@ -17,6 +17,7 @@ from diffusion_sidecar_protocol.types import (
 
 from ..inputs.control import refuse_controlnet_before_load, refuse_unfitting_controlnet
 from ..inputs.devices import check_device, refuse_what_cannot_fit, weights_on_device
+from ..inputs import model_hash
 from ..inputs.model_header import refuse_dit_without_text_encoder
 from ..inputs.file_sources import ROLES, checked_files
 from ..inputs.upscalers import is_esrgan_file
@@ -48,7 +49,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
     # With a separate text encoder, the main file is the standalone diffusion model (QVAC's rule).
     standalone = any(name in companions for name in TEXT_ENCODER_FILES)
     if not standalone:
-        await anyio.to_thread.run_sync(refuse_dit_without_text_encoder, "modelPath", model_path)
+        standalone = await anyio.to_thread.run_sync(refuse_dit_without_text_encoder, "modelPath", model_path)
     if "controlNetPath" in companions:
         await anyio.to_thread.run_sync(refuse_controlnet_before_load, model_path)
     load = messages.Load(
@@ -101,7 +102,10 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
             max=limit,
         )
     ctx.active.model_id = models.model_id(load_key)  # so that `cancel` and shutdown can end the load
-    model, already_loaded = await models.load(load_key, load, settings, on_progress)
+    hashed = config.hash is not False and (load.model_path or load.diffusion_model_path)
+    loading = models.load(load_key, load, settings, on_progress)
+    model, already_loaded = await model_hash.while_loading(settings, model_path if hashed else None, loading)
+    model.settings.model_hash = settings.model_hash
     await refuse_unfitting_controlnet(model, models)
     return LoadModelResult(
         modelId=model.model_id,
@@ -111,6 +115,7 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
         sizeMultiple=model.size_multiple,
         upscaleFactor=model.upscale_factor,
         device=model.device,
+        weightTypes=model.weight_types,
     )
 
 

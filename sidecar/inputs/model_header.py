@@ -10,11 +10,11 @@ header, so a DiT without a text encoder is refused up front, from the names alon
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..rpc.errors import invalid_params
-from ..worker.native_files import DIFFUSERS_UNET, open_regular
+from ..worker.native_files import open_regular
+from .model_hash import hashed_file
 
 # The safetensors format caps its JSON header at 100 MB; past that, it is not a file we can judge.
 MAX_HEADER_BYTES = 100_000_000
@@ -57,20 +57,27 @@ def safetensors_names(path: str) -> list[str] | None:
 def diffusion_model_names(path: str) -> list[str] | None:
     """The tensor names of the file that holds the diffusion model at `path` (a diffusers folder's
     UNet file, else `path` itself), or None where it is not a safetensors file we can read."""
-    return safetensors_names(os.path.join(path, DIFFUSERS_UNET) if os.path.isdir(path) else path)
+    return safetensors_names(hashed_file(path))
 
 
-def refuse_dit_without_text_encoder(field: str, path: str) -> None:
-    """Raise INVALID_PARAMS naming `field` when `path` is a DiT with no text encoder inside.
+# Wan alone of the DiTs generates without a text encoder: it conditions on zeros (the prompt is ignored).
+ALONE_DIT_MARKERS = ("blocks.0.cross_attn.norm_k.",)
+
+
+def refuse_dit_without_text_encoder(field: str, path: str) -> bool:
+    """Raise INVALID_PARAMS naming `field` when `path` is a DiT with no text encoder inside; True
+    when it is a DiT that goes without one (Wan), to be loaded as a standalone diffusion model.
 
     Blocking file reads: call it off the event loop.
     """
     names = safetensors_names(path)
     if not names:
-        return
+        return False
     marker = next((m for m in DIT_MARKERS if any(m in name for name in names)), None)
     if marker is None or any(name.startswith(TEXT_ENCODER_PREFIXES) for name in names):
-        return
+        return False
+    if marker in ALONE_DIT_MARKERS:
+        return True
     raise invalid_params(
         field,
         "a DiT diffusion model without a text encoder needs one beside it: modelConfig.clipLPath, "

@@ -30,6 +30,8 @@ ERROR_CODES: dict[str, int] = {
     "OFFLINE_NOT_CACHED": -32013,
     "DOWNLOAD_STALLED": -32014,
     "TOO_MANY_REDIRECTS": -32015,
+    # convert (docs/models.md#converting)
+    "CONVERT_FAILED": -32016,
     # LSP's RequestCancelled; a deadline that passed is a cancel too, told apart by data.code.
     "CANCELLED": -32800,
     "TIMEOUT": -32800,

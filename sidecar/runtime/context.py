@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from ..sources.downloads import Downloads
 
 
+# Methods that run native work in a worker of their own, on no loaded model: `cancel` finds them by
+# request id alone, and shutdown cancels them.
+MODEL_FREE_WORK = ("loadModel", "convert")
+
+
 @dataclass(eq=False)
 class ActiveRequest:
     """A request being handled: what `cancel` needs to find it and stop it."""
@@ -75,7 +80,7 @@ class ServerState:
         count = 0
         for key, request in list(self.active.items()):
             matches = key == request_id if model_id is None else request.model_id == model_id
-            cancellable = request.model_id is not None or request.method == "loadModel"
+            cancellable = request.model_id is not None or request.method in MODEL_FREE_WORK
             if matches and cancellable and request.cancel_reason is None:
                 if queued_only and request.running:
                     continue
@@ -94,8 +99,9 @@ class ServerState:
         for model_id in self.models.ids():
             self.cancel(model_id=model_id, queued_only=True)
         for key, request in list(self.active.items()):
-            if request.method == "loadModel":  # a half-loaded model is of no use to anyone
-                request.cancel(SidecarError("CANCELLED", "The sidecar is shutting down; the load was cancelled", requestId=key))
+            if request.method in MODEL_FREE_WORK:  # a half-loaded model or half-written file is of no use
+                message = f"The sidecar is shutting down; the {request.method} was cancelled"
+                request.cancel(SidecarError("CANCELLED", message, requestId=key))
         await self.models.stop_all(SidecarError("SHUTTING_DOWN", "The sidecar is shutting down"))
 
 

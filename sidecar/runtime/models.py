@@ -88,6 +88,8 @@ class ModelSettings:
     vae_tiling: bool
     files: dict[str, str] = field(default_factory=dict)
     """The files it is loaded from, by the `loadModel` field that named them (for `listModels`)."""
+    model_hash: str | None = None
+    """Shown as `Model hash` in each PNG's parameters (A1111's short SHA-256); None: not hashed."""
 
 
 @dataclass(eq=False)
@@ -120,6 +122,10 @@ class LoadedModel:
     """Scale of the model's upscaler (attached, or the model itself); 0: none."""
     device: str = "CPU"
     """The device its worker runs it on."""
+    weight_types: dict[str, int] = field(default_factory=dict)
+    """Its tensors per weight type, as stored in its files."""
+    video_model: str = ""
+    """A video model's own name ("Wan2.1-VACE-1.3B"); empty for image models."""
 
     @property
     def is_upscaler(self) -> bool:
@@ -204,6 +210,11 @@ class ModelManager:
         self._unloaded: dict[str, SidecarError] = {}
         """Why models that the sidecar unloaded by itself are gone, until they are loaded again."""
 
+    @property
+    def worker_command(self) -> list[str]:
+        """How a worker process starts (also for native work that holds no model: `convert`)."""
+        return self._worker_command
+
     @staticmethod
     def model_id(load_key: str) -> str:
         return "model-" + hashlib.sha256(load_key.encode()).hexdigest()[:12]
@@ -260,6 +271,8 @@ class ModelManager:
             model.on_crash = self._crashed
             model.upscale_factor = reply.upscale_factor
             model.device = reply.device
+            model.weight_types = reply.weight_types
+            model.video_model = reply.video_model
             self._models[model_id] = model
             self._unloaded.pop(model_id, None)
             self._task_group.start_soon(self._watch, model, worker)

@@ -64,6 +64,12 @@ KINDS: dict[str, SynthKind] = {
         "write_synthetic_flux_fill",
         "the tiny FLUX with img_in widened to 384 inputs: a FLUX Fill (inpainting) model, laid out as `flux`",
     ),
+    "wan": SynthKind(
+        "wan",
+        "write_synthetic_wan",
+        "a Wan 2.1 video model, 1.3B layout with one VACE block, no text encoder (PATH is a folder: "
+        "diffusion.safetensors, vae.safetensors; 3.2 GB)",
+    ),
     "lora": SynthKind(
         "lora",
         "write_synthetic_lora",

@@ -60,3 +60,21 @@ CONTROLNET_FAMILIES = frozenset({
     "SD 1.x", "SD 1.x Inpaint", "Instruct-Pix2Pix", "SD 2.x", "SD 2.x Inpaint",
     "SDXL", "SDXL Inpaint", "SDXL Instruct-Pix2Pix",
 })  # fmt: skip
+
+
+# Video DiTs by the name the library logs for them (`WanRunner::desc`), and the images each reads
+# (`prepare_video_generation_latents`): a T2V model drops an init image without a word, only the
+# I2V and FLF2V models read an end image, and VACE takes its init image as a reference.
+VIDEO_MODEL_IMAGES: dict[str, frozenset[str]] = {
+    "Wan2.1-T2V-1.3B": frozenset(),
+    "Wan2.x-T2V-14B": frozenset(),
+    "Wan2.1-VACE-1.3B": frozenset({"init_image"}),
+    "Wan2.x-VACE-14B": frozenset({"init_image"}),
+    "Wan2.2-TI2V-5B": frozenset({"init_image"}),
+    "Wan2.1-I2V-1.3B": frozenset({"init_image", "end_image"}),
+    "Wan2.1-I2V-14B": frozenset({"init_image", "end_image"}),
+    "Wan2.2-I2V-14B": frozenset({"init_image", "end_image"}),
+    "Wan2.1-FLF2V-14B": frozenset({"init_image", "end_image"}),
+}
+# Frames come in 4n+1: the Wan VAE packs the first frame alone, then 4 frames per latent.
+VIDEO_FRAME_STRIDE = 4

@@ -52,6 +52,7 @@ def generate(
             width=job.width,  # the first pass's, as A1111 writes it; hires and upscale fields say the rest
             height=job.height,
             model=job.model_name,
+            model_hash=job.model_hash,
             guidance=None if model.is_unet else job.guidance,
             image_cfg_scale=job.img_cfg_scale if job.init_image else None,
             denoising_strength=job.strength if job.init_image else None,

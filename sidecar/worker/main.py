@@ -7,6 +7,7 @@ once, even in the middle of a native call, so a dead front never leaves a worker
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -27,6 +28,8 @@ class _Pipe:
         self._outbound = outbound
         self._lock = threading.Lock()
         self.requests: queue.Queue[messages.ToWorker] = queue.Queue()
+        self.leftovers: set[str] = set()
+        """Files being written that are of no use half done: removed if the front goes away."""
 
     def send(self, message: msgspec.Struct) -> None:
         data = messages.frame(message)
@@ -43,6 +46,9 @@ class _Pipe:
                     break
                 self.requests.put(messages.to_worker_decoder.decode(payload))
         finally:
+            for path in list(self.leftovers):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             os._exit(0)
 
     def _read_exactly(self, size: int) -> bytes | None:
@@ -65,8 +71,10 @@ def run(log_level: str) -> None:
 
     # Imported only now, after stdout is guarded: loading the library may print.
     from . import native
+    from .convert import convert
     from .generate import generate
     from .upscale import upscale
+    from .video import generate_video
 
     model: native.NativeModel | native.NativeUpscaler | None = None
     files: native_files.Generations | None = None
@@ -81,6 +89,14 @@ def run(log_level: str) -> None:
                 pipe.send(messages.Failed(str(error)))
             except SidecarError as error:
                 pipe.send(messages.Failed(error.message, error.data))
+        elif isinstance(request, messages.Convert):  # needs no model: a worker of its own does it
+            try:
+                native_files.check_all(native_files.opened_by_convert(request), request.models_root)
+                convert(request, log_level, pipe.send, pipe.leftovers)
+            except native.NativeError as error:
+                pipe.send(messages.Failed(str(error)))
+            except SidecarError as error:
+                pipe.send(messages.Failed(error.message, error.data))
         elif model is None or files is None:
             pipe.send(messages.Failed("no model is loaded in this worker"))
         else:
@@ -89,6 +105,8 @@ def run(log_level: str) -> None:
                     upscale(model, request, pipe.send)
                 elif isinstance(request, messages.Generate) and isinstance(model, native.NativeModel):
                     generate(model, request, pipe.send, files)
+                elif isinstance(request, messages.Video) and isinstance(model, native.NativeModel):
+                    generate_video(model, request, pipe.send)
                 else:
                     pipe.send(messages.Failed(f"this model cannot take a {type(request).__name__} request"))
             except native.NativeError as error:
@@ -107,5 +125,5 @@ def _load(request: messages.Load, log_level: str, pipe: _Pipe) -> object:
         return upscaler
     model = native.NativeModel(request, log_level, lambda done, total: pipe.send(messages.LoadProgress(done, total)))
     factor = model.upscaler.factor if model.upscaler else 0
-    pipe.send(messages.Loaded(model.family, model.size_multiple, factor, model.device))
+    pipe.send(messages.Loaded(model.family, model.size_multiple, factor, model.device, model.weight_types, model.video_model))
     return model

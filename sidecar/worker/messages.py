@@ -125,6 +125,8 @@ class Generate(Struct, tag=True):
     """Runs of the attached upscaler on each image after generation; 0: none."""
     hires: Hires | None = None
     control: Control | None = None
+    model_hash: str | None = None
+    """A1111's short hash of the model file, for the PNG; None: not hashed."""
 
 
 class Control(Struct):
@@ -138,6 +140,36 @@ class Control(Struct):
     """The ControlNet as A1111 names it, `stem [short hash]` (FLUX Control: the model's own name)."""
 
 
+class Video(Struct, tag=True):
+    """Generate one clip (`generate_video`)."""
+
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    frames: int
+    fps: int
+    steps: int
+    cfg_scale: float
+    flow_shift: float | None
+    sampling_method: str | None
+    scheduler: str | None
+    seed: int
+    vae_tiling: bool
+    model_name: str
+    init_image: Pixels | None = None
+    """RGB at exactly width x height."""
+    end_image: Pixels | None = None
+    preview_method: str | None = None
+    preview_interval: int = 1
+    preview_noisy: bool = False
+
+    @property
+    def hires(self) -> None:
+        """A clip has no hires pass (previews read this as they do of an image's job)."""
+        return None
+
+
 class Upscale(Struct, tag=True):
     """Upscale one RGB image with an upscaler model."""
 
@@ -146,6 +178,16 @@ class Upscale(Struct, tag=True):
     height: int
     repeats: int
 
+
+class Convert(Struct, tag=True):
+    """Write `input_path` (with `vae_path`, if any) as `output_path` at `weight_type` (ggml's name)."""
+
+    input_path: str
+    vae_path: str
+    output_path: str
+    weight_type: str
+    tensor_type_rules: str
+    models_root: str | None = None
 
 
 # --- worker -> front ---------------------------------------------------------------------------
@@ -162,6 +204,10 @@ class Loaded(Struct, tag=True):
     upscale_factor: int = 0
     device: str = "CPU"
     """The device the model runs on (`initialize`'s names)."""
+    weight_types: dict[str, int] = {}
+    """Tensors per weight type, as the library counted them in the model's files."""
+    video_model: str = ""
+    """A video model's own name as the library logs it ("Wan2.1-VACE-1.3B"); empty for image models."""
 
 
 class Tick(Struct, tag=True):
@@ -209,6 +255,30 @@ class Generated(Struct, tag=True):
     """Sampling steps run, summed over the batch."""
 
 
+class ConvertTick(Struct, tag=True):
+    phase: str
+    """`read` (tensors read and converted), then `write`."""
+    done: int
+    total: int
+
+
+class Converted(Struct, tag=True):
+    pass
+
+
+class Clip(Struct, tag=True):
+    """A finished `Video`: every frame as PNG and the clip as one animated file."""
+
+    frames: list[bytes]
+    animation: bytes
+    width: int
+    height: int
+    sampling_method: str
+    scheduler: str
+    phase_ms: dict[str, float]
+    sampling_steps: int
+
+
 class Failed(Struct, tag=True):
     """The request could not be done; the worker itself is fine."""
 
@@ -247,9 +317,12 @@ class ProbeResult(Struct, tag=True):
     warnings: list[str]
 
 
-ToWorker = Load | Generate | Upscale
-FromWorker = LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Failed | ProbeResult
-FINAL = (Loaded, Generated, Upscaled, Failed, ProbeResult)
+ToWorker = Load | Generate | Upscale | Convert | Video
+FromWorker = (
+    LoadProgress | Loaded | Tick | Preview | Image | UpscaleTick | Upscaled | Generated | Clip | Failed | ProbeResult
+    | ConvertTick | Converted
+)
+FINAL = (Loaded, Generated, Upscaled, Clip, Failed, ProbeResult, Converted)
 """Messages that end a request; everything else is an event on the way."""
 
 HEADER = struct.Struct(">I")

@@ -35,6 +35,7 @@ def _declare(name: str, argtypes: list[type], restype: type | None) -> Callable:
 # The binding does not wrap these; the shared library exports them.
 _ctx_params_init = _declare("sd_ctx_params_init", [ctypes.POINTER(sd.sd_ctx_params_t)], None)
 _img_gen_params_init = _declare("sd_img_gen_params_init", [ctypes.POINTER(sd.sd_img_gen_params_t)], None)
+_vid_gen_params_init = _declare("sd_vid_gen_params_init", [ctypes.POINTER(sd.sd_vid_gen_params_t)], None)
 _sample_method_name = _declare("sd_sample_method_name", [ctypes.c_int], ctypes.c_char_p)
 _scheduler_name = _declare("sd_scheduler_name", [ctypes.c_int], ctypes.c_char_p)
 _from_name = {
@@ -59,6 +60,17 @@ CACHE_THRESHOLDS = {
 }
 
 
+# The library's count of the model's tensors per weight type, logged once per load (its totals line;
+# per-component lines follow it under other names).
+WEIGHT_TYPE_STAT = "Weight type stat:"
+
+
+def _type_counts(text: str) -> dict[str, int]:
+    """`  f16: 700  |    q8_0: 102` -> {"f16": 700, "q8_0": 102}."""
+    pairs = (part.split(":") for part in text.split("|") if ":" in part)
+    return {name.strip(): int(count) for name, count in pairs}
+
+
 class NativeError(Exception):
     """The native library refused; the message is what it logged as errors."""
 
@@ -70,6 +82,8 @@ class _NativeLog:
         self.level = level
         self.errors: deque[str] = deque(maxlen=8)
         self.family = ""
+        self.weight_types: dict[str, int] = {}
+        self.video_model = ""
         self.no_text_encoder = False
         self.cpu_fallback = False
         """The library logged that no device it picked started, and ran the model on the CPU."""
@@ -87,6 +101,10 @@ class _NativeLog:
             self.errors.append(message)
         if " - Version: " in line:  # the only place the library names the detected architecture
             self.family = line.split(" - Version: ", 1)[1].strip()
+        if message.startswith(WEIGHT_TYPE_STAT):  # tensors per weight type, as the files hold them
+            self.weight_types = _type_counts(message[len(WEIGHT_TYPE_STAT) :])
+        if message in families.VIDEO_MODEL_IMAGES:  # WanRunner logs its model's name, alone on a line
+            self.video_model = message
         if "No text encoders provided" in line:
             self.no_text_encoder = True
         if "loading CPU backend" in line:  # src/util.cpp: what it logs after a device failed to init
@@ -170,14 +188,18 @@ class NativeModel:
             self._progress.listener = None
         if not self._ctx:
             raise self._log.failure("the native library could not create a context for this model")
-        if self._log.no_text_encoder:
+        if self._log.no_text_encoder and not self._log.video_model:
             # Such a context loads, then segfaults in the sampler: refuse it while that is cheap.
+            # Wan conditions on zeros instead (the prompt is ignored): allowed.
             sd.free_sd_ctx(self._ctx)
+            self._ctx = None
             raise NativeError(
                 "this model has no text encoder: give its text encoder(s) in modelConfig "
                 "(clipLPath and/or t5xxlPath for FLUX)"
             )
         self.family = self._log.family or "unknown"
+        self.weight_types = self._log.weight_types
+        self.video_model = self._log.video_model if sd.sd_ctx_supports_video_generation(self._ctx) else ""
         self.device = devices.chosen(self._log.cpu_fallback)
         self.is_unet = families.is_unet(self.family)
         self._cache_mode = sd.SDCacheMode.SD_CACHE_UCACHE if self.is_unet else sd.SDCacheMode.SD_CACHE_EASYCACHE
@@ -187,17 +209,26 @@ class NativeModel:
             NativeUpscaler(load.upscaler_path, load.n_threads, self._log, self._progress) if load.upscaler_path else None
         )
 
+    @property
+    def context(self) -> int:
+        """The native context, for a call that needs one. The library dereferences a NULL context
+        without a check (the binding's own `model is None` test misses it), killing the process:
+        every call goes through here instead."""
+        if not self._ctx:
+            raise NativeError("this worker has no loaded model (its load failed or it was freed)")
+        return self._ctx
+
     def resolve_sampling(self, sampling_method: str | None, scheduler: str | None) -> tuple[int, int]:
         """The method and scheduler a generation will use: the caller's, else the model's defaults."""
         method = (
             _from_name["sample_method"](sampling_method.encode())
             if sampling_method
-            else sd.sd_get_default_sample_method(self._ctx)
+            else sd.sd_get_default_sample_method(self.context)
         )
         schedule = (
             _from_name["scheduler"](scheduler.encode())
             if scheduler
-            else sd.sd_get_default_scheduler(self._ctx, method)
+            else sd.sd_get_default_scheduler(self.context, method)
         )
         return method, schedule
 
@@ -241,7 +272,7 @@ class NativeModel:
             else hires.TwoPassSteps(on_step, job.steps, job.hires.sampling_steps)
         )
         try:
-            images = sd.generate_image(self._ctx, ctypes.byref(params))
+            images = sd.generate_image(self.context, ctypes.byref(params))
         finally:
             self._progress.listener = None
         del pointed_at
@@ -260,10 +291,72 @@ class NativeModel:
             _free_image_data(ctypes.cast(image.data, ctypes.c_void_p))
             _free_image_data(ctypes.cast(images, ctypes.c_void_p))
 
+    def generate_video(
+        self, job: messages.Video, method: int, schedule: int, on_step: Callable[[int, int], None]
+    ) -> list[RawImage]:
+        """Generate one clip, reporting each sampling step; its frames in order."""
+        params = sd.sd_vid_gen_params_t()
+        _vid_gen_params_init(ctypes.byref(params))
+        prompt, negative = job.prompt.encode(), job.negative_prompt.encode()
+        params.prompt = prompt
+        params.negative_prompt = negative
+        params.width = job.width
+        params.height = job.height
+        params.video_frames = job.frames
+        params.seed = job.seed
+        params.sample_params.sample_steps = job.steps
+        params.sample_params.sample_method = method
+        params.sample_params.scheduler = schedule
+        params.sample_params.guidance.txt_cfg = job.cfg_scale
+        if job.flow_shift is not None:
+            params.sample_params.flow_shift = job.flow_shift
+        params.vae_tiling_params.enabled = job.vae_tiling
+        buffers = []  # the pixels the params point at, alive until the call returns
+        for field in ("init_image", "end_image"):
+            if (pixels := getattr(job, field)) is not None:
+                assert pixels.channels == 3  # the VAE aborts the process on other channel counts
+                buffer = (ctypes.c_uint8 * len(pixels.data)).from_buffer_copy(pixels.data)
+                buffers.append(buffer)
+                setattr(params, field, sd.sd_image_t(pixels.width, pixels.height, 3, buffer))
+        count = ctypes.c_int(0)
+        self._progress.listener = _SamplingSteps(on_step)
+        try:
+            frames = sd.generate_video(self._ctx, ctypes.byref(params), ctypes.byref(count))
+        finally:
+            self._progress.listener = None
+        del buffers
+        if not frames:
+            raise self._log.failure("the native library returned no video")
+        try:
+            raws = []
+            for index in range(count.value):
+                frame = frames[index]
+                if not frame.data:
+                    raise self._log.failure("the native library returned an empty frame")
+                data = ctypes.string_at(frame.data, frame.width * frame.height * frame.channel)
+                raws.append(RawImage(data, frame.width, frame.height, frame.channel))
+            if self.device != devices.CPU and all(devices.is_blank(raw.data, raw.channels) for raw in raws):
+                raise NativeError(devices.BLANK_PICTURE)
+            return raws
+        finally:
+            for index in range(count.value):
+                _free_image_data(ctypes.cast(frames[index].data, ctypes.c_void_p))
+            _free_image_data(ctypes.cast(frames, ctypes.c_void_p))
+
+
+def hooks(log_level: str) -> tuple[_NativeLog, _Progress]:
+    """The process-global log and progress hooks, for native work without a model context."""
+    return _NativeLog(LOG_LEVELS[log_level]), _Progress()
+
+
+def weight_type(name: str) -> int:
+    """`sd_type_t` by ggml's name for it (`q8_0`)."""
+    return _from_name["wtype"](name.encode())
+
 
 def load_upscaler(load: messages.Load, log_level: str) -> NativeUpscaler:
     """An upscaler model: an ESRGAN file loaded on its own."""
-    return NativeUpscaler(load.upscaler_path, load.n_threads, _NativeLog(LOG_LEVELS[log_level]), _Progress())
+    return NativeUpscaler(load.upscaler_path, load.n_threads, *hooks(log_level))
 
 
 class _SamplingSteps:

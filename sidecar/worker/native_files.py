@@ -101,6 +101,12 @@ def opened_by_load(load: messages.Load) -> list[NativeFile]:
     ]
 
 
+def opened_by_convert(job: messages.Convert) -> list[NativeFile]:
+    """Every file the converter reads for `job`."""
+    vae = opened_for("vaePath", job.vae_path) if job.vae_path else []
+    return opened_for("modelPath", job.input_path) + vae
+
+
 class Generations:
     """The files a loaded model's generations open: they change with every request."""
 

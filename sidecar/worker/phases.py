@@ -23,8 +23,8 @@ LOG_MARKERS = {"generating image: ": SAMPLE, "decoding ": DECODE}
 """Native log messages (their text after `file:line - `) that start a phase."""
 
 
-def phase_of_log(message: str) -> str | None:
-    for prefix, phase in LOG_MARKERS.items():
+def phase_of_log(message: str, markers: dict[str, str] = LOG_MARKERS) -> str | None:
+    for prefix, phase in markers.items():
         if message.startswith(prefix):
             return phase
     return None

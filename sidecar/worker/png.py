@@ -32,6 +32,7 @@ def parameters_text(
     width: int,
     height: int,
     model: str,
+    model_hash: str | None = None,
     guidance: float | None = None,
     image_cfg_scale: float | None = None,
     denoising_strength: float | None = None,
@@ -53,6 +54,8 @@ def parameters_text(
         **({} if guidance is None else {"Distilled CFG Scale": f"{guidance:g}"}),
         "Seed": seed,
         "Size": f"{width}x{height}",
+        # A1111's order; tools find the model by this hash (sd-parsers reads both).
+        **({} if model_hash is None else {"Model hash": model_hash}),
         "Model": model,
     }
     if image_cfg_scale is not None:

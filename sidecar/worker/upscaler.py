@@ -51,6 +51,8 @@ class NativeUpscaler:
         self, rgb: bytes, width: int, height: int, on_tile: Callable[[int, int], None]
     ) -> tuple[bytes, int, int]:
         """One run of the upscaler over 3-channel pixels, reporting each tile; the result's pixels and size."""
+        if not self._ctx:  # closed: the native call would dereference NULL
+            raise self._log.failure("this upscaler was freed")
         if len(rgb) != width * height * 3:
             raise self._log.failure(f"the upscaler takes 3-channel pixels: {len(rgb)} bytes is not {width}x{height}x3")
         pixels = ctypes.create_string_buffer(rgb, len(rgb))

@@ -54,7 +54,7 @@ export function decodeImage(base64) {
 }
 
 /** `diffusion` params that carry an image file. */
-const IMAGE_PARAMS = ["init_image", "mask_image", "control_image"];
+const IMAGE_PARAMS = ["init_image", "mask_image", "control_image", "end_image"];
 
 /**
  * Params as the protocol carries them: image files given as bytes (Uint8Array, Buffer) become

@@ -198,6 +198,20 @@ export class Sidecar {
     return { output: new Uint8Array(Buffer.from(result.output, "base64")), stats: result.stats };
   }
 
+  /**
+   * A clip from a video model (Wan); resolves to `{ frames, animation, result }`: each frame's PNG
+   * bytes, the animated WebP's bytes, and the result (fps, seed, stats). `init_image` and
+   * `end_image` take bytes or base64. `onProgress` gets each tick; its `requestId` cancels.
+   */
+  async video({ onProgress, onPreview, ...params } = {}) {
+    const result = await this.request("video", encodeImages(params), (notified, method) => {
+      if (method === "video/preview") onPreview?.(notified);
+      else if (method === "video/progress") onProgress?.(notified);
+    });
+    const decode = (text) => new Uint8Array(Buffer.from(text, "base64"));
+    return { frames: result.frames.map(decode), animation: decode(result.animation), result };
+  }
+
   /** Cancels one request (`{ requestId }`) or every request on a model (`{ modelId }`). */
   cancel(target) {
     return this.request("cancel", target);

@@ -1,6 +1,7 @@
 // What the tests share: how to start the sidecar under test, the synthetic model, PNG checks.
 // (Kept out of test/, where `node --test test/` would run every file as a test.)
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -22,12 +23,27 @@ export function startTestSidecar(options = {}) {
   return startSidecar({ ...SIDECAR, stderr: "ignore", ...options });
 }
 
+const CACHE = process.env.DIFFUSION_SIDECAR_CACHE ?? path.join(os.homedir(), ".cache", "diffusion-sidecar");
+
 let model;
 /** The synthetic-weights model, written once per machine into the sidecar's cache and reused. */
 export function syntheticModel() {
-  const cache = process.env.DIFFUSION_SIDECAR_CACHE ?? path.join(os.homedir(), ".cache", "diffusion-sidecar");
-  model ??= execFileSync(SIDECAR.command, [...SIDECAR.args, "synth-model", cache], { encoding: "utf8" }).trim();
+  model ??= execFileSync(SIDECAR.command, [...SIDECAR.args, "synth-model", CACHE], { encoding: "utf8" }).trim();
   return model;
+}
+
+/**
+ * The synthetic Wan folder (diffusion.safetensors, vae.safetensors; 3.2 GB, about 40 s to write),
+ * written once per machine into the cache and reused. The folder name carries a digest of the
+ * generator's source, so a changed architecture is written anew rather than a stale copy loaded
+ * (the Python tests' folder is named by a digest only Python computes, hence a folder of its own).
+ */
+export function syntheticWan() {
+  const generator = readFileSync(path.join(REPO_DIR, "sidecar", "synth", "wan.py"));
+  const digest = createHash("sha256").update(generator).digest("hex").slice(0, 12);
+  const folder = path.join(CACHE, `synthetic-wan-node-${digest}`);
+  const args = [...SIDECAR.args, "synth-model", "--kind", "wan", folder];
+  return execFileSync(SIDECAR.command, args, { encoding: "utf8" }).trim();
 }
 
 export const SMALL = { prompt: "a lighthouse at dusk", width: 64, height: 64, steps: 1 };

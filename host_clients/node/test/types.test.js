@@ -38,9 +38,17 @@ const DECLARED = {
   UpscaleSpec: ["methods/diffusion.params.json", "UpscaleSpec"],
   HiresParams: ["methods/diffusion.params.json", "HiresParams"],
   UpscaleParams: ["methods/upscale.params.json", "UpscaleParams"],
+  VideoParams: ["methods/video.params.json", "VideoParams"],
+  VideoResult: ["methods/video.result.json", "VideoResult"],
+  VideoStats: ["methods/video.result.json", "VideoStats"],
+  VideoProgress: ["notifications/video.progress.json", "VideoProgress"],
+  VideoPreview: ["notifications/video.preview.json", "VideoPreview"],
   UpscaleResult: ["methods/upscale.result.json", "UpscaleResult"],
   UpscaleStats: ["methods/upscale.result.json", "UpscaleStats"],
   UpscaleProgress: ["notifications/upscale.progress.json", "UpscaleProgress"],
+  ConvertParams: ["methods/convert.params.json", "ConvertParams"],
+  ConvertResult: ["methods/convert.result.json", "ConvertResult"],
+  ConvertProgress: ["notifications/convert.progress.json", "ConvertProgress"],
 };
 // The client sends these itself and exposes no type for them: `shutdown` and `exit` take no
 // params, and cancelling goes through `cancel()`, not the LSP notification.

@@ -10,6 +10,10 @@ from diffusion_sidecar_protocol.types import (
     LoadModelProgress,
     UpscaleProgress,
     UpscaleStats,
+    VideoPreview,
+    VideoProgress,
+    VideoResult,
+    VideoStats,
 )
 
 from .client import (
@@ -22,6 +26,7 @@ from .client import (
     Sidecar,
     SidecarError,
     SidecarExited,
+    VideoClip,
 )
 from .discovery import SidecarNotFound, default_command
 from .sync import SyncSidecar
@@ -47,6 +52,11 @@ __all__ = [
     "SyncSidecar",
     "UpscaleProgress",
     "UpscaleStats",
+    "VideoClip",
+    "VideoPreview",
+    "VideoProgress",
+    "VideoResult",
+    "VideoStats",
     "__version__",
     "default_command",
 ]

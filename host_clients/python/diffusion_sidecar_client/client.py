@@ -30,6 +30,9 @@ from diffusion_sidecar_protocol.types import (
     UpscaleProgress,
     UpscaleResult,
     UpscaleStats,
+    VideoPreview,
+    VideoProgress,
+    VideoResult,
 )
 
 from .discovery import default_command
@@ -44,8 +47,8 @@ never reads): the oldest go, the last ones (each file's `done` or `cached`) alwa
 FileInput = str | FileSource | Mapping[str, Any]
 """A file param: a local path, a URL (`https://`, `hf://org/repo[@revision]/path`), or a source with
 its checks (`FileSource`, or the same as a dict: `{"src", "sha256", "size", "name", "headers"}`)."""
-IMAGE_PARAMS = ("init_image", "mask_image", "control_image")
-"""`diffusion` params that carry an image file."""
+IMAGE_PARAMS = ("init_image", "mask_image", "control_image", "end_image")
+"""`diffusion` and `video` params that carry an image file."""
 IMAGE_LIST_PARAMS = ("ref_images",)
 """`diffusion` params that carry a list of image files."""
 ImageInput = str | bytes | bytearray | memoryview | os.PathLike
@@ -279,6 +282,16 @@ class DiffusionCall:
         """Previews as they come (with `preview_method`), ending with the call. Only the
         PREVIEW_BUFFER most recent wait for a slow reader; a call never read holds no more."""
         return self._previews.stream()
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """A `video` result with its files decoded: each frame's PNG bytes and the animated WebP's."""
+
+    frames: list[bytes]
+    animation: bytes
+    result: VideoResult
+    """Everything else: fps, seed, stats, the sampling method and scheduler."""
 
 
 class LoadCall:
@@ -579,6 +592,29 @@ class Sidecar:
         request = {"modelId": model_id, "image": encode_image(image), "repeats": repeats, **params}
         result = msgspec.json.decode(await self.request("upscale", request, notified), type=UpscaleResult)
         return base64.b64decode(result.output), result.stats
+
+    async def video(
+        self,
+        model_id: str,
+        prompt: str,
+        *,
+        on_progress: Callable[[VideoProgress], None] | None = None,
+        on_preview: Callable[[VideoPreview], None] | None = None,
+        **params: Any,
+    ) -> VideoClip:
+        """Generate a clip with a video model (Wan); `init_image` and `end_image` take file bytes or
+        a path (see `ImageInput`). Each tick's `requestId` is what `cancel(request_id=...)` takes."""
+
+        def notified(method: str, raw: msgspec.Raw) -> None:
+            if method == "video/progress" and on_progress is not None:
+                on_progress(msgspec.json.decode(raw, type=VideoProgress))
+            elif method == "video/preview" and on_preview is not None:
+                on_preview(msgspec.json.decode(raw, type=VideoPreview))
+
+        request = {"modelId": model_id, "prompt": prompt, **{key: _encoded(key, value) for key, value in params.items()}}
+        result = msgspec.json.decode(await self.request("video", request, notified), type=VideoResult)
+        frames = [base64.b64decode(frame) for frame in result.frames]
+        return VideoClip(frames, base64.b64decode(result.animation), result)
 
     async def cancel(self, *, request_id: int | None = None, model_id: str | None = None) -> int:
         """Cancel one request or every request on a model; return how many were cancelled."""

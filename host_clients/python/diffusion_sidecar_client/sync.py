@@ -14,9 +14,11 @@ from diffusion_sidecar_protocol.types import (
     ListModelsResult,
     UpscaleProgress,
     UpscaleStats,
+    VideoPreview,
+    VideoProgress,
 )
 
-from .client import FileInput, ImageInput, Preview, Sidecar
+from .client import FileInput, ImageInput, Preview, Sidecar, VideoClip
 
 T = TypeVar("T")
 
@@ -79,6 +81,18 @@ class SyncSidecar:
     ) -> tuple[bytes, UpscaleStats]:
         """Upscale an image (file bytes or a path); `on_progress` is called (in the client's thread) for each tile."""
         return self._run(self._sidecar.upscale(model_id, image, on_progress=on_progress, **params))
+
+    def video(
+        self,
+        model_id: str,
+        prompt: str,
+        *,
+        on_progress: Callable[[VideoProgress], None] | None = None,
+        on_preview: Callable[[VideoPreview], None] | None = None,
+        **params: Any,
+    ) -> VideoClip:
+        """A clip (see `Sidecar.video`); the callbacks are called in the client's thread."""
+        return self._run(self._sidecar.video(model_id, prompt, on_progress=on_progress, on_preview=on_preview, **params))
 
     def unload_model(self, model_id: str) -> None:
         self._run(self._sidecar.unload_model(model_id))

@@ -163,6 +163,10 @@ class Limits(Struct, kw_only=True):
     """Whether plain `http://` sources (and redirects to http) are accepted; otherwise https only."""
     cacheDir: str | None = None
     """The folder downloads are kept in (its `models/` subfolder); null: the default."""
+    maxVideoFrames: int = 81
+    """Most `video_frames` in one `video` request (81: Wan's own clip length, 5 s at 16 fps)."""
+    maxVideoPixels: int = 832 * 480 * 81
+    """Largest `width * height * video_frames` of one clip (Wan's 480p clip)."""
 
 
 class InitializeResult(Struct, kw_only=True):
@@ -247,6 +251,9 @@ class ModelConfig(Params):
     attention block (safetensors), else right after it by family, the worker ended."""
     controlnet_on_cpu: bool | UnsetType = UNSET
     """Keep the ControlNet on the CPU when the model runs on a GPU (no effect on the CPU)."""
+    hash: bool | UnsetType = UNSET
+    """Hash the model file for the PNGs' `Model hash` (A1111's: SHA-256, first 10 digits), once per
+    file version, while the model loads; default true. `false` skips reading a very large file twice."""
 
 
 COMPANION_FILES = (
@@ -279,6 +286,9 @@ class LoadModelResult(Struct, kw_only=True):
     device: str = "CPU"
     """The device the model runs on (a name from `initialize`'s `backend.devices`). Text encoder and
     VAE run there too unless `clip_on_cpu` / `vae_on_cpu` keep them on the CPU."""
+    weightTypes: dict[str, int] = {}
+    """Tensors per weight type (`f16`, `q8_0`, ...), as the library counts them in the model's files.
+    With `modelConfig.type` the library converts what it can at load, on top of these."""
 
 
 class LoadModelProgress(Struct, kw_only=True):
@@ -580,6 +590,103 @@ class UpscaleResult(Struct, kw_only=True):
     stats: UpscaleStats
 
 
+# --- video -------------------------------------------------------------------------------------
+
+VideoFrames = Annotated[int, Meta(ge=1, le=MAX_SIDE)]
+
+
+class VideoParams(Params):
+    """A clip from a video model (Wan): `diffusion`'s names where they mean the same."""
+
+    modelId: str
+    prompt: str
+    negative_prompt: str = ""
+    width: Side = 832
+    """A multiple of the model's `sizeMultiple` (16 for Wan 2.1)."""
+    height: Side = 480
+    video_frames: VideoFrames = 33
+    """Frames in the clip: 4n+1 (the VAE packs 4 frames per latent after the first); at most
+    `limits.maxVideoFrames`, and `width * height * video_frames` at most `limits.maxVideoPixels`."""
+    fps: Annotated[int, Meta(ge=1, le=120)] = 16
+    """Frame rate written into the animated file (Wan 2.1 is trained at 16); generation ignores it."""
+    steps: PositiveInt = 20
+    cfg_scale: NonNegativeFloat = 7.0
+    flow_shift: Annotated[float, Meta(ge=0, le=100)] | UnsetType = UNSET
+    """The flow models' sigma shift; omitted: the library's per-model default (Wan: 5)."""
+    sampling_method: SamplingMethod | UnsetType = UNSET
+    scheduler: Scheduler | UnsetType = UNSET
+    seed: Seed = -1
+    """-1: the sidecar draws one uniformly from [0, 2^32) and reports it."""
+    init_image: str | UnsetType = UNSET
+    """Image-to-video: the start image, base64 like `diffusion`'s, resized to the clip's size. Taken
+    by models that read one (Wan I2V, FLF2V, VACE as a reference, Wan 2.2 TI2V); refused elsewhere."""
+    end_image: str | UnsetType = UNSET
+    """The last frame to reach (Wan I2V and FLF2V models); refused elsewhere."""
+    vae_tiling: bool | UnsetType = UNSET
+    timeoutMs: Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)] | UnsetType = UNSET
+    """A deadline from the request's arrival; past it the request is cancelled (`data.code` TIMEOUT)."""
+    preview_method: PreviewMethod | UnsetType = UNSET
+    """Live previews of the clip's first frame as `video/preview` notifications; omitted: none."""
+    preview_interval: PositiveInt = 1
+
+
+class VideoProgress(Struct, kw_only=True):
+    """Notification `video/progress`: one tick as each phase starts and one per sampling step:
+    `encode` (step 0), `sample` (steps 1..totalSteps), `decode` (step totalSteps)."""
+
+    requestId: RequestId | None
+    step: int
+    totalSteps: int
+    elapsedMs: float
+    frames: int
+    """Frames the clip will have."""
+    phase: Phase = "sample"
+
+
+class VideoPreview(Struct, kw_only=True):
+    """Notification `video/preview`: the clip's first frame as it forms, as `diffusion/preview`."""
+
+    requestId: RequestId | None
+    step: int
+    totalSteps: int
+    width: int
+    height: int
+    png: str
+
+
+class VideoStats(Struct, kw_only=True):
+    modelLoadMs: float
+    generationMs: float
+    """This call, from the moment the model started on it (queue wait excluded) to the encoded files."""
+    conditionerMs: float
+    denoiseMs: float
+    vaeMs: float
+    postProcessMs: float
+    """PNG and animated-file encoding."""
+    stepsPerSecond: float
+    """Sampling steps divided by `denoiseMs`."""
+    framesPerSecond: float
+    """Frames made divided by `generationMs`: the generation's speed, not the clip's `fps`."""
+    frames: int
+    width: int
+    height: int
+    seed: int
+
+
+class VideoResult(Struct, kw_only=True):
+    frames: list[str]
+    """Each frame: base64 PNG with an A1111-style `parameters` chunk (as `diffusion`'s `outputs`)."""
+    animation: str
+    """The whole clip: base64 animated WebP (lossless, looping), its parameters in the EXIF
+    ImageDescription."""
+    animationFormat: Literal["webp"] = "webp"
+    fps: int
+    seed: int
+    stats: VideoStats
+    sampling_method: str
+    scheduler: str
+
+
 # --- cancel ------------------------------------------------------------------------------------
 
 
@@ -656,6 +763,8 @@ class ListedModel(Struct, kw_only=True):
     """The detected architecture; null while loading."""
     sizeMultiple: int | None
     """`width` and `height` must be multiples of this; null while loading."""
+    weightTypes: dict[str, int] | None = None
+    """Tensors per weight type, as in `loadModel`'s result; null while loading."""
     running: int
     """`diffusion` requests running on it now (0 or 1)."""
     queued: int
@@ -681,6 +790,60 @@ class BackendChanged(Struct, kw_only=True):
     backend: BackendInfo
 
 
+# --- convert -----------------------------------------------------------------------------------
+
+
+class ConvertParams(Params):
+    """Write a model at another weight type (GGUF, or safetensors for float types), as sd-cli's
+    `-M convert` does, in a worker process."""
+
+    modelPath: str
+    """The model to convert: a .safetensors, .ckpt or .gguf file, or a diffusers folder (written as
+    one file). A standalone diffusion model or text encoder is converted on its own and loaded with
+    its companions as before."""
+    outputPath: str
+    """The file to write: `.gguf`, or `.safetensors` (float types only). Its folder must exist; it is
+    written under a temporary name beside it and renamed once complete."""
+    type: WeightType
+    """Weight type of the tensors the library can convert; the others keep their stored type."""
+    vaePath: str | UnsetType = UNSET
+    """A VAE file to include, as `loadModel`'s `modelConfig.vaePath` would add it (its tensors are
+    written under `vae.`)."""
+    tensorTypeRules: Annotated[str, Meta(max_length=4096)] | UnsetType = UNSET
+    """Types per tensor name: `pattern=type` pairs separated by commas (`^vae\\.=f16,model\\.=q8_0`);
+    the first pattern found in a name decides, `type` does for the rest."""
+    overwrite: bool = False
+    """Replace `outputPath` when it exists (otherwise the request is refused)."""
+    timeoutMs: Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)] | UnsetType = UNSET
+    """A deadline from the request's arrival; past it the request is cancelled (`data.code` TIMEOUT)."""
+
+
+class ConvertProgress(Struct, kw_only=True):
+    """Notification `convert/progress`: tensors read and converted so far (`phase` `read`), then one
+    tick as the file starts being written (`phase` `write`)."""
+
+    requestId: RequestId | None
+    phase: str
+    done: int
+    total: int
+    elapsedMs: float
+
+
+class ConvertResult(Struct, kw_only=True):
+    outputPath: str
+    """The file written (absolute)."""
+    outputBytes: int
+    tensors: int
+    weightTypes: dict[str, int]
+    """Tensors per weight type in the file written."""
+    unquantized: dict[str, int]
+    """Tensors left at another type than `type`, by why: `shape` (innermost dimension not a whole
+    number of the type's blocks: every 3x3 conv), `bias`, `scale`, `embedding` (embeddings and the
+    input/output layers the library keeps by name), `rule` (`tensorTypeRules`), `other`."""
+    convertMs: float
+    """From the start of the native conversion to the file under its name (queue wait excluded)."""
+
+
 NOTIFICATIONS: dict[str, type[Struct]] = {
     "backend/changed": BackendChanged,
     "download/progress": DownloadProgress,
@@ -688,5 +851,8 @@ NOTIFICATIONS: dict[str, type[Struct]] = {
     "diffusion/progress": DiffusionProgress,
     "diffusion/preview": DiffusionPreview,
     "upscale/progress": UpscaleProgress,
+    "convert/progress": ConvertProgress,
+    "video/progress": VideoProgress,
+    "video/preview": VideoPreview,
 }
 """Notifications the sidecar sends, by method name."""
