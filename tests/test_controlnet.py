@@ -26,7 +26,8 @@ SMALL = {"prompt": "a lighthouse at dusk", "width": 64, "height": 64, "steps": 1
 
 @pytest.fixture(scope="module")
 async def controlled(sidecar: Sidecar, synthetic_sd1_full: str, synthetic_controlnet: str):
-    return await sidecar.load_model_result(synthetic_sd1_full, {"controlNetPath": synthetic_controlnet})
+    # No Model hash: reading 2.1 GB beside the load would only slow it (tests/test_model_files.py covers it).
+    return await sidecar.load_model_result(synthetic_sd1_full, {"controlNetPath": synthetic_controlnet, "hash": False})
 
 
 async def generate(sidecar: Sidecar, model_id: str, **params) -> Image.Image:
@@ -86,7 +87,7 @@ async def test_a_controlnet_file_the_library_cannot_read_fails_the_load_cleanly(
     bogus.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     workers = worker_pids(sidecar.pid)
     with pytest.raises(SidecarError) as refused:
-        await sidecar.load_model(synthetic_sd1_full, {"controlNetPath": str(bogus)})
+        await sidecar.load_model(synthetic_sd1_full, {"controlNetPath": str(bogus), "hash": False})
     assert refused.value.data_code == "MODEL_LOAD_FAILED"
     assert "control net" in str(refused.value)
     assert [model.modelId for model in (await sidecar.list_models()).models] == [controlled.modelId]

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 async def sdxl(sidecar: Sidecar, synthetic_sdxl: str):
-    return await sidecar.load_model_result(synthetic_sdxl)
+    # No Model hash: reading 3.3 GB beside the load would only slow it (tests/test_model_files.py covers it).
+    return await sidecar.load_model_result(synthetic_sdxl, {"hash": False})
 
 
 async def test_sdxl_loads_as_sdxl_and_generates_at_its_size_multiple(
