@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python -m bench [ITEM ...]   (items: overhead throughput ready progress output
 memory threads cancel contention previews img2img portable responsiveness lora upscale cache gpu
-downloads formats video). Figures go to bench/results/latest.json, one top-level key per item; a run of some
+downloads formats video controlnet). Figures go to bench/results/latest.json, one top-level key per item; a run of some
 items keeps the others' figures from earlier runs, each stamped with when it ran.
 """
 
@@ -23,6 +23,7 @@ from . import (
     cache,
     cancel,
     contention,
+    controlnet,
     downloads,
     formats,
     gpu,
@@ -66,6 +67,7 @@ ITEMS = {
         downloads,
         formats,
         video,
+        controlnet,
     )
 }
 LATEST = Path(__file__).resolve().parent / "results" / "latest.json"

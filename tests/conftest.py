@@ -10,7 +10,9 @@ import pytest
 from diffusion_sidecar_client import Sidecar
 
 from sidecar.synth import flux as synth_flux
+from sidecar.synth import sd1_full as synth_sd1_full
 from sidecar.synth import sd1_single as synth_sd1_single
+from sidecar.synth import sdxl as synth_sdxl
 from sidecar.synth.sd1 import default_cache_dir, write_synthetic_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +63,25 @@ def synthetic_model() -> str:
 def synthetic_sd1_single() -> str:
     """The synthetic model as one original-layout checkpoint file, written once per machine and reused."""
     return str(synth_sd1_single.write_synthetic_sd1_single(synth_sd1_single.default_cache_path()))
+
+
+@pytest.fixture(scope="session")
+def synthetic_sd1_full() -> str:
+    """The full-size SD1 checkpoint (2.1 GB), written once per machine and reused: share one loaded
+    copy per test module, it takes seconds to load and gigabytes of memory."""
+    return str(synth_sd1_full.write_synthetic_sd1_full(synth_sd1_full.default_cache_path()))
+
+
+@pytest.fixture(scope="session")
+def synthetic_controlnet() -> str:
+    """The SD1 ControlNet that fits `synthetic_sd1_full` (0.7 GB), written once per machine."""
+    return str(synth_sd1_full.write_synthetic_controlnet(synth_sd1_full.controlnet_cache_path()))
+
+
+@pytest.fixture(scope="session")
+def synthetic_sdxl() -> str:
+    """The smallest SDXL, one checkpoint file (3.3 GB), written once per machine and reused."""
+    return str(synth_sdxl.write_synthetic_sdxl(synth_sdxl.default_cache_path()))
 
 
 @pytest.fixture(scope="session")

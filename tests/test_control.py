@@ -8,6 +8,7 @@ Pictures are noise (random weights): the tests compare outputs with each other, 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,8 @@ async def test_the_control_image_steers_flux_control_reproducibly(sidecar: Sidec
     filled = await generate(sidecar, model_id, control_image=first)
     assert np.abs(np.asarray(one, np.int16) - np.asarray(filled, np.int16)).mean() > 1
     model = Path(flux_variants.control_cache_dir() / "diffusion.safetensors").stem
-    assert f'ControlNet 0: "Module: canny, Model: {model}, Weight: 1, Resize Mode: Just Resize"' in one.info["parameters"]
+    unit = f"Module: canny, Model: {model}, Weight: 1.0, Resize Mode: Just Resize, Guidance Start: 0.0, Guidance End: 1.0"
+    assert f'ControlNet 0: "{unit}, Control Mode: Balanced"' in one.info["parameters"]
     assert "ControlNet" not in plain.info["parameters"]
 
 
@@ -174,25 +176,9 @@ async def test_a_control_image_is_refused_where_the_library_would_drop_it(
         assert message in str(refused.value)
 
 
-async def test_a_controlnet_file_the_library_cannot_read_fails_the_load_cleanly(
-    sidecar: Sidecar, synthetic_model: str, tmp_path: Path
-) -> None:
-    # The library reads every ControlNet tensor at load: a file without them fails there, its
-    # worker ended; the sidecar serves on.
-    bogus = tmp_path / "control.safetensors"
-    bogus.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
-    with pytest.raises(SidecarError) as refused:
-        await sidecar.load_model(synthetic_model, {"controlNetPath": str(bogus)})
-    assert refused.value.data_code == "MODEL_LOAD_FAILED"
-    assert "control net" in str(refused.value)
-    assert not [model for model in (await sidecar.list_models()).models if model.files.get("controlNetPath")]
-    model_id = await sidecar.load_model(synthetic_model)
-    assert (await generate(sidecar, model_id, steps=1)).size == (64, 64)
-
-
 async def test_a_controlnet_on_a_unet_it_does_not_fit_is_refused_and_its_model_unloaded() -> None:
-    """The decision after a load, by the family the worker reported (a loadable SD1 ControlNet is
-    a 361M-parameter file: the end-to-end case waits for the full-size synthetic kinds)."""
+    """The decision after a load (for files whose names cannot be read before it: .gguf, .ckpt), by
+    the family the worker reported."""
     from types import SimpleNamespace
 
     from sidecar.inputs.control import refuse_unfitting_controlnet
@@ -211,6 +197,30 @@ async def test_a_controlnet_on_a_unet_it_does_not_fit_is_refused_and_its_model_u
         model = SimpleNamespace(model_id=family, family=family, load=messages.Load(control_net_path=control_net_path))
         await refuse_unfitting_controlnet(model, models)  # kept
     assert len(unloaded) == 3
+
+
+def test_a_controlnet_is_refused_before_the_load_from_the_model_files_tensor_names(tmp_path: Path) -> None:
+    """The names alone decide (a header-only file is enough): full UNets pass, a UNet without a
+    middle attention block and a DiT are refused; a file with no readable names waits for the load."""
+    from sidecar.inputs.control import refuse_controlnet_before_load
+    from sidecar.rpc.errors import SidecarError as Refusal
+    from sidecar.synth import flux, sd1_full, sdxl
+
+    def header_only(name: str, tensors: list[tuple[str, list[int]]]) -> str:
+        entries = {tensor: {"dtype": "F16", "shape": shape, "data_offsets": [0, 0]} for tensor, shape in tensors}
+        header = json.dumps(entries)
+        (tmp_path / name).write_bytes(len(header).to_bytes(8, "little") + header.encode())
+        return str(tmp_path / name)
+
+    refuse_controlnet_before_load(header_only("sd1.safetensors", sd1_full.tensors()))
+    refuse_controlnet_before_load(str(tmp_path / "model.gguf"))
+    for name, tensors, what in (
+        ("vega.safetensors", sdxl.tensors(), "tiny or distilled UNet"),
+        ("flux.safetensors", flux.diffusion_tensors(), "a DiT"),
+    ):
+        with pytest.raises(Refusal) as refused:
+            refuse_controlnet_before_load(header_only(name, tensors))
+        assert refused.value.data["field"] == "modelConfig.controlNetPath" and what in refused.value.message
 
 
 async def _record(unloaded: list[str], model_id: str) -> None:

@@ -132,3 +132,53 @@ def test_the_esrgan_kind_has_the_names_and_size_stable_diffusion_cpp_reads(tmp_p
     assert header["body.0.rdb1.conv5.weight"]["shape"] == [64, 64 + 4 * 32, 3, 3]
     parameters = sum(math.prod(entry["shape"]) for entry in header.values())
     assert 850_000 < parameters < 900_000
+
+
+def _parameters(tensors: list[tuple[str, list[int]]], prefix: str = "") -> int:
+    return sum(math.prod(shape) for name, shape in tensors if name.startswith(prefix))
+
+
+def test_full_size_kinds_have_the_sizes_and_names_the_library_builds_and_detects() -> None:
+    from sidecar.synth import sd1_full, sdxl
+
+    sd1, controlnet, vega = sd1_full.tensors(), sd1_full.controlnet_tensors(), sdxl.tensors()
+    # SD1.5's published UNet (859.52M) and ControlNet (361.28M) sizes; Vega's UNet 745M, OpenCLIP-G's 694.7M.
+    assert _parameters(sd1, "model.diffusion_model.") == 859_520_964
+    assert 361.2e6 < _parameters(controlnet) < 361.3e6
+    assert 745.2e6 < _parameters(vega, "model.diffusion_model.") < 745.3e6
+    assert 694.6e6 < _parameters(vega, "conditioner.embedders.1.") < 694.8e6
+    sd1_names, vega_names = dict(sd1), dict(vega)
+    # What `get_sd_version` looks for: a middle attention makes SD1 full-size (not Tiny UNet); its
+    # absence, with no second transformer block in output_blocks.3, makes SDXL "Vega".
+    assert "model.diffusion_model.middle_block.1.proj_in.weight" in sd1_names
+    assert not any(".middle_block.1." in name for name in vega_names)
+    assert not any(".output_blocks.3.1.transformer_blocks.1." in name for name in vega_names)
+    assert vega_names["model.diffusion_model.label_emb.0.0.weight"] == [1280, 2816]
+    assert vega_names["model.diffusion_model.input_blocks.4.1.proj_in.weight"] == [640, 640]  # SDXL: linear
+    assert sd1_names["model.diffusion_model.input_blocks.1.1.proj_in.weight"] == [320, 320, 1, 1]
+    assert {name.split(".")[0] for name, _ in controlnet} == {"control_model"}
+    assert dict(controlnet)["control_model.zero_convs.11.0.weight"] == [1280, 1280, 1, 1]
+
+
+def test_full_size_values_are_fan_in_scaled_and_deterministic() -> None:
+    from sidecar.synth.ldm_unet import values
+
+    weight = values("model.diffusion_model.input_blocks.1.0.in_layers.2.weight", [320, 320, 3, 3]).astype(np.float32)
+    # One exponent per tensor: the spread lands within a factor of sqrt(2) of the fan-in scale.
+    assert 0.7 < weight.std() * math.sqrt(320 * 9) < 1.42
+    assert abs(weight.mean()) < 1e-3 and len(np.unique(np.abs(weight))) > 1000
+    again = values("model.diffusion_model.input_blocks.1.0.in_layers.2.weight", [320, 320, 3, 3])
+    other = values("model.diffusion_model.input_blocks.2.0.in_layers.2.weight", [320, 320, 3, 3])
+    assert np.array_equal(weight.astype(np.float16), again) and not np.array_equal(again, other)
+    assert np.all(values("conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_bias", [3840]) == 0)
+    assert np.all(values("model.diffusion_model.out.0.weight", [320]) == 1)
+    hint = values("control_model.input_hint_block.2.weight", [16, 16, 3, 3]).astype(np.float32)
+    assert 1.4 < hint.std() * math.sqrt(16 * 9) < 2.84  # doubled: a control image survives the SiLUs
+
+
+def test_the_controlnet_kind_rewrites_its_cached_file_byte_for_byte(synthetic_controlnet: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "synth-model", "--kind", "controlnet", str(tmp_path / "cn.safetensors")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert _sha256(Path(done.stdout.strip())) == _sha256(Path(synthetic_controlnet))

@@ -257,7 +257,7 @@ export interface ModelConfig {
   taesdPath?: FileRef;
   /** An ESRGAN file attached to the model, for `upscale` and the hires fix's `model` upscaler. */
   upscalerPath?: FileRef;
-  /** A ControlNet (full SD1.x, SD2.x or SDXL UNets only; refused after load on others). */
+  /** A ControlNet (full SD1.x, SD2.x or SDXL UNets only; refused on others, before the load where the file shows it). */
   controlNetPath?: FileRef;
   /** Keep the ControlNet on the CPU when the model runs on a GPU. */
   controlnet_on_cpu?: boolean;

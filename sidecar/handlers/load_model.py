@@ -15,7 +15,7 @@ from diffusion_sidecar_protocol.types import (
     LoadModelResult,
 )
 
-from ..inputs.control import refuse_unfitting_controlnet
+from ..inputs.control import refuse_controlnet_before_load, refuse_unfitting_controlnet
 from ..inputs.devices import check_device, refuse_what_cannot_fit, weights_on_device
 from ..inputs import model_hash
 from ..inputs.model_header import refuse_dit_without_text_encoder
@@ -50,6 +50,8 @@ async def handle(params: LoadModelParams, ctx: RequestContext) -> LoadModelResul
     standalone = any(name in companions for name in TEXT_ENCODER_FILES)
     if not standalone:
         standalone = await anyio.to_thread.run_sync(refuse_dit_without_text_encoder, "modelPath", model_path)
+    if "controlNetPath" in companions:
+        await anyio.to_thread.run_sync(refuse_controlnet_before_load, model_path)
     load = messages.Load(
         model_path="" if standalone else model_path,
         diffusion_model_path=model_path if standalone else "",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..rpc.errors import invalid_params
 from ..worker.native_files import open_regular
+from .model_hash import hashed_file
 
 # The safetensors format caps its JSON header at 100 MB; past that, it is not a file we can judge.
 MAX_HEADER_BYTES = 100_000_000
@@ -51,6 +52,12 @@ def safetensors_names(path: str) -> list[str] | None:
     except (OSError, ValueError):
         return None  # the worker reports what is wrong with the file
     return [name for name in header if name != "__metadata__"] if isinstance(header, dict) else None
+
+
+def diffusion_model_names(path: str) -> list[str] | None:
+    """The tensor names of the file that holds the diffusion model at `path` (a diffusers folder's
+    UNet file, else `path` itself), or None where it is not a safetensors file we can read."""
+    return safetensors_names(hashed_file(path))
 
 
 # Wan alone of the DiTs generates without a text encoder: it conditions on zeros (the prompt is ignored).

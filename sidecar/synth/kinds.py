@@ -38,6 +38,26 @@ KINDS: dict[str, SynthKind] = {
         "(PATH is a .safetensors file)",
         "default_cache_path",
     ),
+    "sd1-full": SynthKind(
+        "sd1_full",
+        "write_synthetic_sd1_full",
+        "a full-size SD1.x UNet (860M) with the sd1 model's CLIP-L and VAE, one original-layout checkpoint, "
+        "2.1 GB (PATH is a .safetensors file)",
+        "default_cache_path",
+    ),
+    "controlnet": SynthKind(
+        "sd1_full",
+        "write_synthetic_controlnet",
+        "an SD1 ControlNet (361M, 0.7 GB) for sd1-full; no tiny UNet takes one (PATH is a .safetensors file)",
+        "controlnet_cache_path",
+    ),
+    "sdxl": SynthKind(
+        "sdxl",
+        "write_synthetic_sdxl",
+        'the smallest SDXL the library builds ("Vega": no middle attention) with full-size CLIP-L and '
+        "OpenCLIP-G, one original-layout checkpoint, 3.3 GB (PATH is a .safetensors file)",
+        "default_cache_path",
+    ),
     "flux": SynthKind(
         "flux",
         "write_synthetic_flux",

@@ -137,7 +137,7 @@ class Control(Struct):
     strength: float
     """The ControlNet's weight (FLUX Control has none and ignores it: 1 there)."""
     model_name: str
-    """The ControlNet file's stem (FLUX Control: the model's own)."""
+    """The ControlNet as A1111 names it, `stem [short hash]` (FLUX Control: the model's own name)."""
 
 
 class Video(Struct, tag=True):

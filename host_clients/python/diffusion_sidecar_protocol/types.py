@@ -246,8 +246,9 @@ class ModelConfig(Params):
     `upscale` and the hires fix's `model` upscaler use it."""
     controlNetPath: FileRef | UnsetType = UNSET
     """A ControlNet for this model (`diffusion`'s `control_image` then steers it). It must fit the
-    UNet: full SD1.x, SD2.x or SDXL ones; refused after the load on other families (the library
-    would abort at the first step), the worker ended."""
+    UNet: full SD1.x, SD2.x or SDXL ones. Refused on others (the library would abort at the first
+    step): before the load when the model file's tensor names show a DiT or a UNet without a middle
+    attention block (safetensors), else right after it by family, the worker ended."""
     controlnet_on_cpu: bool | UnsetType = UNSET
     """Keep the ControlNet on the CPU when the model runs on a GPU (no effect on the CPU)."""
     hash: bool | UnsetType = UNSET
