@@ -29,10 +29,11 @@ GPU = "Vulkan0"
 SAMPLE_ON_GPU = {"device": GPU, "clip_on_cpu": True, "vae_on_cpu": True}
 TINY = {"prompt": "a lighthouse", "width": 64, "height": 64, "seed": 42}
 # Mean absolute pixel difference (0-255) from the CPU picture of the same seed, measured: FLUX 0.13
-# (max 1), SD1 3.5 (max 23). The deep random UNet amplifies the rounding differences of the GPU's
-# f16 matrix products; the FLUX DiT has two blocks. The bounds give twice the margin, and a picture
-# of another seed differs by far more (asserted alongside), so a wrong picture cannot pass.
-CLOSE = {"flux": 1.0, "sd1": 8.0}
+# (max 1), SD1 at cfg 1 0.61 (max 4; 3.5 at cfg 7, where the guidance scale multiplies the
+# differences). The deep random UNet amplifies the rounding differences of the GPU's f16 matrix
+# products; the FLUX DiT has two blocks. The bounds give a wide margin, and a picture of another
+# seed differs by far more (asserted alongside: 64 for SD1), so a wrong picture cannot pass.
+CLOSE = {"flux": 1.0, "sd1": 3.0}
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +141,10 @@ async def test_an_sd1_unet_samples_on_the_gpu_like_on_the_cpu(gpu_sidecar: Sidec
     on_gpu = await gpu_sidecar.load_model_result(synthetic_model, SAMPLE_ON_GPU)
     on_cpu = await gpu_sidecar.load_model_result(synthetic_model, {"device": "CPU"})
     assert on_gpu.device == GPU
-    gpu = await _picture(gpu_sidecar, on_gpu.modelId, steps=1)
-    cpu = await _picture(gpu_sidecar, on_cpu.modelId, steps=1)
-    other_seed = await _picture(gpu_sidecar, on_cpu.modelId, steps=1, seed=43)
+    one_pass = {"steps": 1, "cfg_scale": 1.0}  # one UNet pass (no negative one): lavapipe is slow
+    gpu = await _picture(gpu_sidecar, on_gpu.modelId, **one_pass)
+    cpu = await _picture(gpu_sidecar, on_cpu.modelId, **one_pass)
+    other_seed = await _picture(gpu_sidecar, on_cpu.modelId, **one_pass, seed=43)
     assert np.abs(gpu - cpu).mean() <= CLOSE["sd1"] < np.abs(other_seed - cpu).mean() / 4
     await gpu_sidecar.unload_model(on_gpu.modelId)
 
