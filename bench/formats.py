@@ -48,7 +48,9 @@ async def _use(sidecar: Sidecar, path: str) -> dict:
 
 async def measure(model: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-formats-") as folder:
-        async with await Sidecar.start(stderr=asyncio.subprocess.DEVNULL) as sidecar:
+        # No spare worker: each load's new worker is then the model's, not a spare started after it.
+        no_spare = {"DIFFUSION_SIDECAR_SPARE_WORKER": "0"}
+        async with await Sidecar.start(env=no_spare, stderr=asyncio.subprocess.DEVNULL) as sidecar:
             converted = {name: await _convert(sidecar, model, Path(folder), name) for name in TYPES}
             runs = await interleaved(
                 ROUNDS, {name: (lambda path=result.outputPath: _use(sidecar, path)) for name, result in converted.items()}

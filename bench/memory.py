@@ -19,7 +19,9 @@ TARGET_FRONT_MB = 40
 
 
 async def _sample(command: list[str], env: dict[str, str], model: str) -> dict:
-    async with await Sidecar.start(command, env=env, stderr=asyncio.subprocess.DEVNULL) as sidecar:
+    # No spare worker: the model's worker is then the only one, the one measured.
+    no_spare = {**env, "DIFFUSION_SIDECAR_SPARE_WORKER": "0"}
+    async with await Sidecar.start(command, env=no_spare, stderr=asyncio.subprocess.DEVNULL) as sidecar:
         model_id = await sidecar.load_model(model)
         await sidecar.diffusion(modelId=model_id, **JOB).outputs
         (worker,) = worker_pids(sidecar.pid)

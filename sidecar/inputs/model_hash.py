@@ -32,7 +32,9 @@ from ..worker.native_files import DIFFUSERS_UNET, open_regular
 
 T = TypeVar("T")
 LENGTH = 10  # A1111's `model_hash`: sha256, first 10 digits
-CHUNK = 4 << 20
+# One buffer, read into again and again: a fresh 4 MiB `bytes` per read would raise glibc's mmap
+# threshold, and the freed chunks would stay in the front's resident memory.
+CHUNK = 1 << 20
 
 
 def hashed_file(model_path: str) -> str:
@@ -81,8 +83,9 @@ def _hash_of(path: str, check_cancelled: Callable[[], None] = lambda: None) -> s
 
 def _sha256_prefix(path: str, check_cancelled: Callable[[], None]) -> str:
     digest = hashlib.sha256()
+    buffer = memoryview(bytearray(CHUNK))
     with open_regular(path) as file:
-        while chunk := file.read(CHUNK):
-            digest.update(chunk)
+        while count := file.readinto(buffer):
+            digest.update(buffer[:count])
             check_cancelled()
     return digest.hexdigest()[:LENGTH]
