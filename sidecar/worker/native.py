@@ -253,10 +253,7 @@ class NativeModel:
         params.height = job.height
         params.seed = seed
         params.batch_count = 1
-        params.sample_params.sample_steps = job.steps
-        params.sample_params.sample_method = method
-        params.sample_params.scheduler = schedule
-        params.sample_params.guidance.txt_cfg = job.cfg_scale
+        _sample(params.sample_params, job.steps, method, schedule, job.cfg_scale)
         params.sample_params.guidance.distilled_guidance = job.guidance
         params.vae_tiling_params.enabled = job.vae_tiling
         if job.cache_preset:
@@ -304,10 +301,7 @@ class NativeModel:
         params.height = job.height
         params.video_frames = job.frames
         params.seed = job.seed
-        params.sample_params.sample_steps = job.steps
-        params.sample_params.sample_method = method
-        params.sample_params.scheduler = schedule
-        params.sample_params.guidance.txt_cfg = job.cfg_scale
+        _sample(params.sample_params, job.steps, method, schedule, job.cfg_scale)
         if job.flow_shift is not None:
             params.sample_params.flow_shift = job.flow_shift
         params.vae_tiling_params.enabled = job.vae_tiling
@@ -342,6 +336,14 @@ class NativeModel:
             for index in range(count.value):
                 _free_image_data(ctypes.cast(frames[index].data, ctypes.c_void_p))
             _free_image_data(ctypes.cast(frames, ctypes.c_void_p))
+
+
+def _sample(sample_params: sd.sd_sample_params_t, steps: int, method: int, schedule: int, cfg_scale: float) -> None:
+    """The sampling part of an image's or a clip's generation parameters."""
+    sample_params.sample_steps = steps
+    sample_params.sample_method = method
+    sample_params.scheduler = schedule
+    sample_params.guidance.txt_cfg = cfg_scale
 
 
 def hooks(log_level: str) -> tuple[_NativeLog, _Progress]:
